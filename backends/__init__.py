@@ -1,0 +1,1 @@
+"""Storage backends shipped with batchsvc, each registered under `batchsvc.backends`."""

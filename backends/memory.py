@@ -1,0 +1,256 @@
+"""The in-memory backend: the reference implementation of the storage contract.
+
+Nothing survives a restart. Each tenant has its own lock; writes and reads take it, and a
+transaction holds it for its whole life, so nobody sees a change before it commits. Every
+method finishes its change without awaiting anything after taking the lock, which makes
+cancellation trivially truthful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+from batchsvc.filters import matches
+from batchsvc.lexical import LexicalIndex
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.storage import MemoryOps, Page, Vector
+
+
+def _text(memory: Memory) -> str:
+    return f"{memory.title}\n{memory.content}" if memory.title else memory.content
+
+
+class _Tenant:
+    def __init__(self) -> None:
+        self.memories: dict[str, Memory] = {}
+        self.seq: dict[str, int] = {}
+        self.index = LexicalIndex()
+        self.lock = asyncio.Lock()
+        self.next_seq = 0
+
+    def put(self, memory: Memory, seq: int | None = None) -> None:
+        old = self.memories.get(memory.id)
+        self.memories[memory.id] = memory
+        if seq is None and memory.id not in self.seq:
+            seq = self.next_seq
+            self.next_seq += 1
+        if seq is not None:
+            self.seq[memory.id] = seq
+        if old is None or _text(old) != _text(memory):
+            self.index.add(memory.id, _text(memory))
+
+    def drop(self, memory_id: str) -> None:
+        del self.memories[memory_id]
+        del self.seq[memory_id]
+        self.index.remove(memory_id)
+
+    def passes(self, memory: Memory, tags: tuple[str, ...], memory_type: str | None) -> bool:
+        if memory_type is not None and memory.memory_type != memory_type:
+            return False
+        return all(tag in memory.tags for tag in tags)
+
+
+class _Ops:
+    """The operations on one tenant's data; `undo` records what a transaction must restore."""
+
+    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None, int]] | None):
+        self._store = store
+        self._undo = undo
+
+    def _data(self, tenant: str) -> _Tenant:
+        return self._store._tenant(tenant)
+
+    def _remember(self, data: _Tenant, memory_id: str) -> None:
+        if self._undo is not None:
+            self._undo.append(
+                (memory_id, data.memories.get(memory_id), data.seq.get(memory_id, -1))
+            )
+
+    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
+        data = self._data(tenant)
+        self._remember(data, memory.id)
+        data.put(memory)
+
+    async def get(self, tenant: str, memory_id: str) -> Memory | None:
+        return self._data(tenant).memories.get(memory_id)
+
+    async def update(
+        self,
+        tenant: str,
+        memory_id: str,
+        patch: MemoryPatch,
+        now: str,
+        vector: Vector | None = None,
+    ) -> Memory | None:
+        data = self._data(tenant)
+        current = data.memories.get(memory_id)
+        if current is None:
+            return None
+        updated = patch.apply(current, now)
+        self._remember(data, memory_id)
+        data.put(updated)
+        return updated
+
+    async def delete(self, tenant: str, memory_id: str) -> bool:
+        data = self._data(tenant)
+        if memory_id not in data.memories:
+            return False
+        self._remember(data, memory_id)
+        data.drop(memory_id)
+        return True
+
+    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
+        data = self._data(tenant)
+        hits = []
+        for memory_id, score in data.index.scores(query.text).items():
+            memory = data.memories[memory_id]
+            if score < query.threshold or not data.passes(memory, query.tags, query.memory_type):
+                continue
+            if query.filter is not None and not matches(query.filter, memory.metadata):
+                continue
+            hits.append((score, data.seq[memory_id], memory))
+        hits.sort(key=lambda hit: (-hit[0], -hit[1]))
+        return [SearchHit(memory, round(score, 6)) for score, _, memory in hits[: query.limit]]
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        tags: tuple[str, ...] = (),
+        memory_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        data = self._data(tenant)
+        before = _decode_cursor(cursor)
+        ordered = sorted(data.memories.values(), key=lambda m: data.seq[m.id], reverse=True)
+        page = [
+            m
+            for m in ordered
+            if (before is None or data.seq[m.id] < before) and data.passes(m, tags, memory_type)
+        ][: limit + 1]
+        more = len(page) > limit
+        page = page[:limit]
+        return Page(page, str(data.seq[page[-1].id]) if more else None)
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise ValueError("invalid cursor")
+    return int(cursor)
+
+
+class _LockedOps(_Ops):
+    """Outside a transaction: each call takes the tenant's lock, so it waits for open ones."""
+
+    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
+        async with self._store._tenant(tenant).lock:
+            await super().create(tenant, memory, vector)
+
+    async def get(self, tenant: str, memory_id: str) -> Memory | None:
+        async with self._store._tenant(tenant).lock:
+            return await super().get(tenant, memory_id)
+
+    async def update(
+        self,
+        tenant: str,
+        memory_id: str,
+        patch: MemoryPatch,
+        now: str,
+        vector: Vector | None = None,
+    ) -> Memory | None:
+        async with self._store._tenant(tenant).lock:
+            return await super().update(tenant, memory_id, patch, now, vector)
+
+    async def delete(self, tenant: str, memory_id: str) -> bool:
+        async with self._store._tenant(tenant).lock:
+            return await super().delete(tenant, memory_id)
+
+    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
+        async with self._store._tenant(tenant).lock:
+            return await super().search(tenant, query)
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        tags: tuple[str, ...] = (),
+        memory_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        async with self._store._tenant(tenant).lock:
+            return await super().list(
+                tenant, tags=tags, memory_type=memory_type, limit=limit, cursor=cursor
+            )
+
+
+class _TenantGuard(_Ops):
+    """A transaction's ops: bound to one tenant, so a stray call cannot touch another."""
+
+    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None, int]], tenant: str):
+        super().__init__(store, undo)
+        self._tenant_name = tenant
+
+    def _data(self, tenant: str) -> _Tenant:
+        if tenant != self._tenant_name:
+            raise ValueError("a transaction serves only the tenant it was opened for")
+        return super()._data(tenant)
+
+
+class MemoryStore(_LockedOps):
+    """Memories in dictionaries, with a BM25 index per tenant."""
+
+    supports_transactions = True
+    supports_vectors = False
+
+    def __init__(self) -> None:
+        super().__init__(self, None)
+        self._tenants: dict[str, _Tenant] = {}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        if options:
+            raise ValueError(f"the memory backend takes no options; got {sorted(options)}")
+        return cls()
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        data = self._tenants.get(tenant)
+        if data is None:
+            data = self._tenants[tenant] = _Tenant()
+        return data
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._tenants.clear()
+
+    async def ping(self) -> None:
+        return None
+
+    @asynccontextmanager
+    async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
+        data = self._tenant(tenant)
+        undo: list[tuple[str, Memory | None, int]] = []
+        async with data.lock:
+            try:
+                yield _TenantGuard(self, undo, tenant)
+            except BaseException:
+                for memory_id, previous, seq in reversed(undo):
+                    if previous is None:
+                        data.drop(memory_id)
+                    else:
+                        data.put(previous, seq)
+                raise

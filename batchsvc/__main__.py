@@ -1,0 +1,5 @@
+import sys
+
+from batchsvc.cli import main
+
+sys.exit(main())

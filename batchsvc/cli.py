@@ -1,0 +1,90 @@
+"""The command line: `batchsvc serve` and `batchsvc keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from batchsvc.config import Config, ConfigError, load_config
+from batchsvc.keys import KeyStore
+from batchsvc.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batchsvc", description="A memory store with a batch API")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the service")
+    serve.add_argument("--config", help="TOML file (default: $BATCHSVC_CONFIG, else defaults)")
+    serve.add_argument("--host", help="address to listen on (overrides the config)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides the config)")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key and print it, once")
+    create.add_argument("--tenant", required=True, help="the tenant the key acts for")
+    create.add_argument("--config")
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--config")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--config")
+    return parser
+
+
+def _serve(config: Config, host: str | None, port: int | None) -> None:
+    from batchsvc.http.app import create_app  # the HTTP stack is not needed for `keys`
+
+    configure_logging(config.logging.level, config.logging.json)
+    app = create_app(config)
+    web.run_app(
+        app,
+        host=host or config.server.host,
+        port=port if port is not None else config.server.port,
+        print=lambda message: print(message, file=sys.stderr),
+        access_log=None,
+    )
+
+
+def _keys(args: argparse.Namespace, config: Config) -> int:
+    store = KeyStore(Path(config.auth.keys_file))
+    if args.keys_command == "create":
+        try:
+            record, secret = store.create(args.tenant)
+        except ValueError as error:
+            print(f"batchsvc: {error}", file=sys.stderr)
+            return 2
+        print(secret)
+        print(f"created {record.key_id} for tenant {record.tenant}", file=sys.stderr)
+        return 0
+    if args.keys_command == "list":
+        for key in store.all_keys():
+            state = "active" if key.active else f"revoked {key.revoked_at}"
+            print(f"{key.key_id}\t{key.tenant}\t{key.created_at}\t{state}")
+        return 0
+    try:
+        record = store.revoke(args.key_id)
+    except KeyError:
+        print(f"batchsvc: no key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {record.key_id} (tenant {record.tenant})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.command == "serve":
+            _serve(config, args.host, args.port)
+            return 0
+        return _keys(args, config)
+    except ConfigError as error:
+        print(f"batchsvc: bad configuration: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

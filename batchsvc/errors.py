@@ -1,0 +1,101 @@
+"""Error codes and the exceptions that carry them.
+
+The codes are a closed set (API.md): every error a client can see is named here, with the
+HTTP status it gets when it decides a whole response.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    UNAUTHORIZED = "UNAUTHORIZED"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_BATCH_REQUEST = "INVALID_BATCH_REQUEST"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    ATOMIC_BATCH_FAILED = "ATOMIC_BATCH_FAILED"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
+    SKIPPED = "SKIPPED"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+
+
+# The status a code gets when it decides a whole response (single-memory endpoints, and
+# request-level errors). Inside a batch, operation errors never change the batch's status.
+STATUS_FOR_CODE: dict[ErrorCode, int] = {
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.INVALID_JSON: 400,
+    ErrorCode.INVALID_BATCH_REQUEST: 400,
+    ErrorCode.BATCH_TOO_LARGE: 413,
+    ErrorCode.ATOMIC_BATCH_FAILED: 422,
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.DEPENDENCY_FAILED: 424,
+    ErrorCode.SKIPPED: 409,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.BACKEND_UNAVAILABLE: 503,
+}
+
+
+class ApiError(Exception):
+    """An error that decides a whole HTTP response, with the spec's envelope."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.status = status if status is not None else STATUS_FOR_CODE[code]
+        self.headers = headers or {}
+
+    @classmethod
+    def from_field_error(cls, error: FieldError) -> ApiError:
+        return cls(
+            ErrorCode.VALIDATION_ERROR,
+            error.message,
+            {"field": error.field, "reason": error.reason},
+        )
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "success": False,
+            "error": {"code": str(self.code), "message": self.message, "details": self.details},
+        }
+
+
+class FieldError(Exception):
+    """Input that is wrong at one field: `field` is its path, `reason` a stable snake_case word."""
+
+    def __init__(self, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+        self.message = message
+
+
+class BackendError(Exception):
+    """Raised by a backend for a fault that is not the caller's."""
+
+
+class TransientBackendError(BackendError):
+    """The backend is busy or briefly unavailable; the same call may succeed if retried."""

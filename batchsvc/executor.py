@@ -1,0 +1,400 @@
+"""The batch executor: runs decoded operations against storage, truthfully. No HTTP here.
+
+It owns the options of API.md: ordering under `parallel`, `continue_on_error`, retries of
+transient faults with backoff and jitter, the batch deadline, `validate_only` and `atomic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from attrs import evolve
+
+from batchsvc.batch import BatchOptions, BatchRequest
+from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
+from batchsvc.limits import Limits
+from batchsvc.models import SearchMode, SearchQuery, new_memory_id, utc_now
+from batchsvc.operations import (
+    CreateOp,
+    DecodedOperation,
+    DeleteOp,
+    InvalidOperation,
+    Operation,
+    ReadOp,
+    Ref,
+    SearchOp,
+    UpdateOp,
+)
+from batchsvc.plan import dependencies
+from batchsvc.results import BatchResult, OperationResult
+from batchsvc.simulate import validate_batch
+from batchsvc.storage import MemoryOps, Storage
+
+log = structlog.get_logger("batchsvc.executor")
+
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+
+class _Retryable(Exception):
+    """A failed attempt that a retry may fix; carries the error to report if none does."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Failure(Exception):
+    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+class _Rollback(Exception):
+    """Raised inside an atomic batch's transaction to undo it."""
+
+
+class _Run:
+    """The state of one batch while it runs."""
+
+    def __init__(
+        self,
+        tenant: str,
+        request: BatchRequest,
+        ops: MemoryOps,
+        deadline: float,
+    ) -> None:
+        self.tenant = tenant
+        self.operations = request.operations
+        self.options: BatchOptions = request.options
+        self.ops = ops
+        self.deadline = deadline
+        self.results = [
+            OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)
+        ]
+        self.created: dict[int, str] = {}
+        self.stopped_after: int | None = None
+
+    @property
+    def stops_on_failure(self) -> bool:
+        return self.options.atomic or not self.options.continue_on_error
+
+
+class BatchExecutor:
+    """Runs batches for one storage backend. Safe to share between concurrent requests."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        limits: Limits,
+        *,
+        has_embedder: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.storage = storage
+        self.limits = limits
+        self.has_embedder = has_embedder
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def check_mode(self, operations: list[DecodedOperation]) -> list[DecodedOperation]:
+        """Resolve each search's mode; without an embedder only lexical search exists."""
+        checked: list[DecodedOperation] = []
+        for op in operations:
+            if isinstance(op, SearchOp):
+                op = self._resolve_mode(op)
+            checked.append(op)
+        return checked
+
+    def _resolve_mode(self, op: SearchOp) -> DecodedOperation:
+        if not op.mode_given:
+            mode: SearchMode = "hybrid" if self.has_embedder else "lexical"
+            return evolve(op, query=evolve(op.query, mode=mode))
+        if op.query.mode != "lexical" and not (self.has_embedder and self.storage.supports_vectors):
+            return InvalidOperation(
+                "search",
+                FieldError(
+                    "options.mode",
+                    "embedder_not_configured",
+                    f"mode {op.query.mode!r} needs an embedder, and none is configured; "
+                    "use mode 'lexical'",
+                ),
+            )
+        return op
+
+    async def run(
+        self, tenant: str, request: BatchRequest, batch_id: str, started: float | None = None
+    ) -> BatchResult:
+        """Run the batch; `started` is the clock reading at the request's arrival."""
+        start = self._clock() if started is None else started
+        deadline = start + request.options.timeout_ms / 1000
+        request = evolve(request, operations=self.check_mode(request.operations))
+        if request.options.validate_only:
+            results = await validate_batch(self.storage, tenant, request.operations)
+            return BatchResult(batch_id, results)
+        if request.options.atomic:
+            return await self._run_atomic(tenant, request, batch_id, deadline)
+        run = _Run(tenant, request, self.storage, deadline)
+        await self._schedule(run)
+        return BatchResult(batch_id, run.results)
+
+    async def _run_atomic(
+        self, tenant: str, request: BatchRequest, batch_id: str, deadline: float
+    ) -> BatchResult:
+        run: _Run | None = None
+        try:
+            async with self.storage.transaction(tenant) as tx:
+                run = _Run(tenant, request, tx, deadline)
+                await self._schedule(run)
+                if not all(r.status == "success" for r in run.results):
+                    raise _Rollback
+        except _Rollback:
+            assert run is not None
+            for result in run.results:
+                if result.status == "success":
+                    result.status, result.result = "rolled_back", None
+            failed = next(r.index for r in run.results if r.status in ("failed", "skipped"))
+            return BatchResult(batch_id, run.results, atomic_failed_index=failed)
+        except (BackendError, OSError) as error:
+            log.error("atomic_commit_failed", error=repr(error))
+            raise ApiError(
+                ErrorCode.BACKEND_UNAVAILABLE,
+                "the storage backend could not commit the batch; nothing was changed",
+            ) from error
+        assert run is not None
+        return BatchResult(batch_id, run.results)
+
+    # Scheduling -------------------------------------------------------------------------------
+
+    async def _schedule(self, run: _Run) -> None:
+        if not run.options.parallel or self.limits.max_parallel <= 1:
+            for index in range(len(run.operations)):
+                await self._step(run, index)
+            return
+        await _ParallelScheduler(self, run).run()
+
+    async def _step(self, run: _Run, index: int) -> None:
+        """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
+        result = run.results[index]
+        if run.stopped_after is not None:
+            after = run.stopped_after
+            result.skip(
+                ErrorCode.SKIPPED,
+                f"not run: operation {after} failed and the batch stops at its first failure",
+                {"after_index": after},
+            )
+            return
+        if self._clock() >= run.deadline:
+            result.skip(
+                ErrorCode.TIMEOUT,
+                "not run: the batch deadline passed first",
+                {"timeout_ms": run.options.timeout_ms},
+            )
+            return
+        await self._execute(run, index)
+        if result.status == "failed" and run.stops_on_failure and run.stopped_after is None:
+            run.stopped_after = index
+
+    async def _execute(self, run: _Run, index: int) -> None:
+        op = run.operations[index]
+        result = run.results[index]
+        if isinstance(op, InvalidOperation):
+            result.fail_validation(op.error)
+            return
+        try:
+            memory_id = self._resolve(run, op)
+            result.succeed(await self._attempts(run, op, memory_id, result))
+        except _Failure as failure:
+            result.fail(failure.code, failure.message, failure.details)
+
+    def _resolve(self, run: _Run, op: Operation) -> str | None:
+        if isinstance(op, CreateOp | SearchOp):
+            return None
+        if isinstance(op.id, Ref):
+            target = op.id.index
+            if target not in run.created:
+                raise _Failure(
+                    ErrorCode.DEPENDENCY_FAILED,
+                    f"operation {target}, whose id this one uses, did not succeed",
+                    {"depends_on": target},
+                )
+            return run.created[target]
+        return op.id
+
+    async def _attempts(
+        self, run: _Run, op: Operation, memory_id: str | None, result: OperationResult
+    ) -> dict[str, Any]:
+        # A create keeps one id across attempts: a failed attempt had no effect, so reusing
+        # it cannot collide, and the client sees one id whatever happened.
+        new_id = new_memory_id() if isinstance(op, CreateOp) else None
+        while True:
+            result.attempts += 1
+            try:
+                return await self._attempt(run, op, memory_id, new_id, result.index)
+            except _Retryable as fault:
+                delay = self._backoff(result.attempts)
+                last = result.attempts > run.options.max_retries
+                if last or self._clock() + delay >= run.deadline:
+                    raise _Failure(
+                        fault.code, fault.message, {"attempts": result.attempts}
+                    ) from None
+                await self._sleep(delay)
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, base * 2^(attempts-1)], capped."""
+        ceiling: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+        return ceiling * self._jitter()
+
+    async def _attempt(
+        self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
+    ) -> dict[str, Any]:
+        op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
+        # asyncio.timeout_at reads the loop's clock; convert our deadline into it.
+        loop_now = asyncio.get_running_loop().time()
+        until = loop_now + (min(op_deadline, run.deadline) - self._clock())
+        try:
+            async with asyncio.timeout_at(until):
+                return await self._call(run, op, memory_id, new_id, index)
+        except TimeoutError:
+            if self._clock() >= run.deadline:
+                raise _Failure(
+                    ErrorCode.TIMEOUT,
+                    "the batch deadline passed while the operation ran; it had no effect",
+                    {"timeout_ms": run.options.timeout_ms},
+                ) from None
+            raise _Retryable(
+                ErrorCode.TIMEOUT,
+                f"the operation took longer than {self.limits.operation_timeout_ms} ms; "
+                "it had no effect",
+            ) from None
+        except TransientBackendError as error:
+            raise _Retryable(ErrorCode.BACKEND_UNAVAILABLE, f"storage is busy: {error}") from None
+        except FieldError as error:
+            raise _Failure(
+                ErrorCode.VALIDATION_ERROR,
+                error.message,
+                {"field": error.field, "reason": error.reason},
+            ) from None
+        except BackendError as error:
+            log.error("backend_error", index=index, error=repr(error))
+            raise _Failure(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
+        except _Failure:
+            raise
+        except Exception:
+            log.exception("operation_crashed", index=index, type=op.type)
+            raise _Failure(
+                ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
+            ) from None
+
+    async def _call(
+        self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
+    ) -> dict[str, Any]:
+        tenant, ops = run.tenant, run.ops
+        if isinstance(op, CreateOp):
+            assert new_id is not None
+            memory = op.data.build(new_id, utc_now())
+            await ops.create(tenant, memory)
+            run.created[index] = memory.id
+            return {"id": memory.id, "created_at": memory.created_at}
+        if isinstance(op, SearchOp):
+            return await self._search(run, op.query)
+        assert memory_id is not None
+        if isinstance(op, ReadOp):
+            found = await ops.get(tenant, memory_id)
+            if found is None:
+                raise _not_found(memory_id)
+            return found.to_json()
+        if isinstance(op, UpdateOp):
+            updated = await ops.update(tenant, memory_id, op.patch, utc_now())
+            if updated is None:
+                raise _not_found(memory_id)
+            return {"id": updated.id, "updated_at": updated.updated_at, "version": updated.version}
+        assert isinstance(op, DeleteOp)
+        if not await ops.delete(tenant, memory_id):
+            raise _not_found(memory_id)
+        return {"id": memory_id, "deleted": True}
+
+    async def _search(self, run: _Run, query: SearchQuery) -> dict[str, Any]:
+        hits = await run.ops.search(run.tenant, query)
+        return {"results": [hit.to_json() for hit in hits], "total": len(hits)}
+
+
+def _not_found(memory_id: str) -> _Failure:
+    return _Failure(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})
+
+
+class _ParallelScheduler:
+    """Runs ready operations as tasks, at most `max_parallel` at once, lowest index first."""
+
+    def __init__(self, executor: BatchExecutor, run: _Run) -> None:
+        self.executor = executor
+        self.run_state = run
+        ops = run.operations
+        deps = dependencies(ops)
+        if run.stops_on_failure:
+            deps = _barrier_at_first_invalid(ops, deps)
+        self.waiting = [len(d) for d in deps]
+        self.dependents: list[list[int]] = [[] for _ in ops]
+        for index, waits in enumerate(deps):
+            for earlier in waits:
+                self.dependents[earlier].append(index)
+        self.ready = [i for i, count in enumerate(self.waiting) if count == 0]
+        heapq.heapify(self.ready)
+        self.running = 0
+        self.remaining = len(ops)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def run(self) -> None:
+        self._pump()
+        await self.done
+
+    def _pump(self) -> None:
+        width = self.executor.limits.max_parallel
+        while self.ready and self.running < width:
+            index = heapq.heappop(self.ready)
+            self.running += 1
+            task = asyncio.create_task(self.executor._step(self.run_state, index))
+            self.tasks.add(task)
+            task.add_done_callback(functools.partial(self._finished, index=index))
+
+    def _finished(self, task: asyncio.Task[None], *, index: int) -> None:
+        self.tasks.discard(task)
+        self.running -= 1
+        self.remaining -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler_step_crashed", index=index, error=repr(task.exception()))
+            self.run_state.results[index].fail(ErrorCode.INTERNAL_ERROR, "unexpected error", {})
+        for later in self.dependents[index]:
+            self.waiting[later] -= 1
+            if self.waiting[later] == 0:
+                heapq.heappush(self.ready, later)
+        if self.remaining == 0:
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self._pump()
+
+
+def _barrier_at_first_invalid(ops: list[DecodedOperation], deps: list[set[int]]) -> list[set[int]]:
+    """When the batch stops on failure, an invalid operation fails only once every earlier one
+    has finished, and nothing after it starts before it: exactly the sequential outcome."""
+    first = next((i for i, op in enumerate(ops) if isinstance(op, InvalidOperation)), None)
+    if first is None:
+        return deps
+    deps = [set(d) for d in deps]
+    deps[first] = set(range(first))
+    for later in range(first + 1, len(ops)):
+        deps[later].add(first)
+    return deps

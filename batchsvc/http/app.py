@@ -1,0 +1,74 @@
+"""The app factory: `create_app(config) -> web.Application`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.resources import files
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from batchsvc.config import Config
+from batchsvc.executor import BatchExecutor
+from batchsvc.http.handlers import routes
+from batchsvc.http.keys import (
+    API_POLICY,
+    BATCH_POLICY,
+    CONFIG,
+    EXECUTOR,
+    KEY_STORE,
+    RATE_LIMITER,
+    STORAGE,
+)
+from batchsvc.http.middleware import auth_middleware, envelope_middleware
+from batchsvc.http.responses import json_response
+from batchsvc.keys import KeyStore
+from batchsvc.plugins import load_backend
+from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
+from batchsvc.storage import Storage
+
+OPENAPI = web.AppKey("openapi", bytes)
+
+
+def openapi_document() -> dict[str, object]:
+    return orjson.loads(files("batchsvc").joinpath("openapi.json").read_bytes())  # type: ignore[no-any-return]
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+def create_app(
+    config: Config,
+    *,
+    storage: Storage | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> web.Application:
+    """Build the service. `storage` overrides the configured backend (tests wrap backends)."""
+    backend = storage or load_backend(config.storage.backend, config.storage.options)
+    app = web.Application(
+        middlewares=[envelope_middleware, auth_middleware],
+        client_max_size=config.limits.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[STORAGE] = backend
+    app[EXECUTOR] = BatchExecutor(backend, config.limits)
+    app[KEY_STORE] = KeyStore(Path(config.auth.keys_file))
+    app[RATE_LIMITER] = rate_limiter or InProcessRateLimiter()
+    limits = config.rate_limit
+    app[BATCH_POLICY] = Policy("batch", limits.batch_requests, limits.window_seconds)
+    app[API_POLICY] = Policy("api", limits.other_requests, limits.window_seconds)
+    app[OPENAPI] = orjson.dumps(openapi_document())
+    app.router.add_routes(routes)
+    app.router.add_get("/api/v1/openapi.json", _openapi)
+    app.cleanup_ctx.append(_storage_lifecycle)
+    return app
+
+
+async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    async with app[STORAGE]:
+        yield
+
+
+__all__ = ["create_app", "json_response", "openapi_document"]

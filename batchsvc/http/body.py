@@ -1,0 +1,43 @@
+"""Reading a JSON body under API.md's rules: 415, then 413 (never buffering past the limit),
+then 400 INVALID_JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from batchsvc.errors import ApiError, ErrorCode
+
+
+def _too_large(limit: int, provided: int | None) -> ApiError:
+    details: dict[str, Any] = {"max_bytes": limit}
+    if provided is not None:
+        details["provided_bytes"] = provided
+    return ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body exceeds {limit} bytes", details)
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+            {"content_type": request.content_type},
+        )
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit, declared)
+    try:
+        # The app's client_max_size equals the limit, so aiohttp stops reading past it.
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit, None) from None
+    if len(raw) > limit:
+        raise _too_large(limit, len(raw))
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(
+            ErrorCode.INVALID_JSON, "request body is not valid JSON", {"reason": str(error)}
+        ) from None

@@ -1,0 +1,156 @@
+"""Handlers: decode the request into core types, call the executor, encode the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from batchsvc.batch import BatchOptions, BatchRequest, batch_id_from_header, decode_batch
+from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError
+from batchsvc.fields import want_choice, want_int
+from batchsvc.http.body import read_json
+from batchsvc.http.keys import CONFIG, EXECUTOR, STARTED, STORAGE, TENANT
+from batchsvc.http.responses import json_response, success
+from batchsvc.models import MEMORY_TYPES
+from batchsvc.operations import decode_operation
+from batchsvc.results import BatchResult
+
+routes = web.RouteTableDef()
+
+
+def _elapsed_ms(request: web.Request) -> int:
+    return int((time.monotonic() - request[STARTED]) * 1000)
+
+
+@routes.post("/api/v1/batch")
+async def batch(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    executor = request.app[EXECUTOR]
+    body = await read_json(request, config.limits.max_body_bytes)
+    batch_request = decode_batch(
+        body, config.limits, supports_transactions=executor.storage.supports_transactions
+    )
+    batch_id = batch_id_from_header(request.headers.get("X-Batch-Id"))
+    structlog.contextvars.bind_contextvars(batch_id=batch_id)
+    result = await executor.run(request[TENANT], batch_request, batch_id, request[STARTED])
+    data = result.to_json(_elapsed_ms(request))
+    headers = {"X-Batch-Id": batch_id}
+    if result.atomic_failed_index is not None:
+        error = ApiError(
+            ErrorCode.ATOMIC_BATCH_FAILED,
+            "an operation failed, so the atomic batch changed nothing",
+            {"failed_index": result.atomic_failed_index},
+        )
+        return json_response({**error.envelope(), "data": data}, 422, headers)
+    return success(data, 200 if result.all_succeeded else 207, headers)
+
+
+async def _one(request: web.Request, raw_op: dict[str, Any], status: int = 200) -> web.Response:
+    """Run one operation through the executor, as a one-operation batch, and answer alone."""
+    config = request.app[CONFIG]
+    op = decode_operation(raw_op, 0, [raw_op["type"]], config.limits)
+    options = BatchOptions(parallel=False, timeout_ms=config.limits.default_timeout_ms)
+    batch_id = batch_id_from_header(None)
+    result: BatchResult = await request.app[EXECUTOR].run(
+        request[TENANT], BatchRequest([op], options), batch_id, request[STARTED]
+    )
+    outcome = result.operations[0]
+    if outcome.status == "success":
+        return success(outcome.result, status)
+    assert outcome.error is not None
+    raise ApiError(outcome.error.code, outcome.error.message, outcome.error.details)
+
+
+async def _object_body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request, request.app[CONFIG].limits.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "the body must be a JSON object",
+            {"field": "body", "reason": "must_be_object"},
+        )
+    return body
+
+
+@routes.post("/api/v1/memories")
+async def create_memory(request: web.Request) -> web.Response:
+    data = await _object_body(request)
+    return await _one(request, {"type": "create", "data": data}, status=201)
+
+
+@routes.get("/api/v1/memories/{id}")
+async def read_memory(request: web.Request) -> web.Response:
+    return await _one(request, {"type": "read", "id": request.match_info["id"]})
+
+
+@routes.patch("/api/v1/memories/{id}")
+async def update_memory(request: web.Request) -> web.Response:
+    data = await _object_body(request)
+    return await _one(request, {"type": "update", "id": request.match_info["id"], "data": data})
+
+
+@routes.delete("/api/v1/memories/{id}")
+async def delete_memory(request: web.Request) -> web.Response:
+    return await _one(request, {"type": "delete", "id": request.match_info["id"]})
+
+
+@routes.post("/api/v1/memories/search")
+async def search_memories(request: web.Request) -> web.Response:
+    body = await _object_body(request)
+    return await _one(request, {**body, "type": "search"})
+
+
+def _list_params(request: web.Request) -> dict[str, Any]:
+    query = request.query
+    for name in query:
+        if name not in ("limit", "cursor", "tag", "memory_type"):
+            raise FieldError(name, "unknown_parameter", f"unknown query parameter {name!r}")
+    params: dict[str, Any] = {"tags": tuple(query.getall("tag", ()))}
+    if "limit" in query:
+        text = query["limit"]
+        if not text.isdigit():
+            raise FieldError("limit", "must_be_integer", "limit must be an integer")
+        params["limit"] = want_int(int(text), "limit", 1, 100)
+    else:
+        params["limit"] = 20
+    if "memory_type" in query:
+        params["memory_type"] = want_choice(query["memory_type"], "memory_type", MEMORY_TYPES)
+    params["cursor"] = query.get("cursor")
+    return params
+
+
+@routes.get("/api/v1/memories")
+async def list_memories(request: web.Request) -> web.Response:
+    try:
+        params = _list_params(request)
+    except FieldError as error:
+        raise ApiError.from_field_error(error) from None
+    try:
+        page = await request.app[STORAGE].list(request[TENANT], **params)
+    except ValueError:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "cursor is not one this service gave out",
+            {"field": "cursor", "reason": "invalid_cursor"},
+        ) from None
+    items = [memory.to_json() for memory in page.items]
+    return success({"items": items, "next_cursor": page.next_cursor})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORAGE].ping()
+    except (BackendError, OSError) as error:
+        raise ApiError(
+            ErrorCode.BACKEND_UNAVAILABLE, "the storage backend does not answer", {}
+        ) from error
+    return json_response({"status": "ready"})

@@ -1,0 +1,24 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from batchsvc.config import Config
+from batchsvc.executor import BatchExecutor
+from batchsvc.keys import KeyStore
+from batchsvc.ratelimit import Policy, RateLimiter
+from batchsvc.storage import Storage
+
+CONFIG = web.AppKey("config", Config)
+STORAGE = web.AppKey("storage", Storage)
+EXECUTOR = web.AppKey("executor", BatchExecutor)
+KEY_STORE = web.AppKey("key_store", KeyStore)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+BATCH_POLICY = web.AppKey("batch_policy", Policy)
+API_POLICY = web.AppKey("api_policy", Policy)
+
+# Request keys (aiohttp has no typed request keys; these names are the one place they live).
+STARTED = "batchsvc.started"
+TENANT = "batchsvc.tenant"
+RATE_HEADERS = "batchsvc.rate_headers"

@@ -1,0 +1,97 @@
+"""Middleware, outermost first: the error envelope and request context, then auth and limits."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from batchsvc.errors import ApiError, ErrorCode
+from batchsvc.http.keys import (
+    API_POLICY,
+    BATCH_POLICY,
+    KEY_STORE,
+    RATE_HEADERS,
+    RATE_LIMITER,
+    STARTED,
+    TENANT,
+)
+from batchsvc.http.responses import error_response, from_http_exception
+
+log = structlog.get_logger("batchsvc.http")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json"})
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every non-2xx response gets the spec's envelope; a crash never leaks its details."""
+    request[STARTED] = time.monotonic()
+    request_id = request.headers.get("X-Request-Id", "")
+    if not (0 < len(request_id) <= 128 and request_id.isprintable()):
+        request_id = "req_" + secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=request_id, method=request.method, path=request.path
+    )
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        response = error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = from_http_exception(exc)
+    except Exception:
+        log.exception("request_crashed")
+        response = error_response(
+            ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred; it was logged")
+        )
+    response.headers.update(request.get(RATE_HEADERS, {}))
+    response.headers["X-Request-Id"] = request_id
+    elapsed_ms = round((time.monotonic() - request[STARTED]) * 1000, 2)
+    log.info("request", status=response.status, duration_ms=elapsed_ms)
+    return response
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 for a missing or unknown key, then the key's rate limit (429)."""
+    if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
+        return await handler(request)
+    token = _bearer(request)
+    key = request.app[KEY_STORE].authenticate(token) if token else None
+    if key is None:
+        raise ApiError(
+            ErrorCode.UNAUTHORIZED,
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": 'Bearer realm="batchsvc"'},
+        )
+    is_batch = request.path == "/api/v1/batch"
+    policy = request.app[BATCH_POLICY] if is_batch else request.app[API_POLICY]
+    decision = request.app[RATE_LIMITER].hit(key.key_id, policy)
+    request[RATE_HEADERS] = decision.headers()
+    if not decision.allowed:
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"rate limit exceeded: {policy.quota} requests per {policy.window_seconds} s",
+            {
+                "limit": policy.quota,
+                "window_seconds": policy.window_seconds,
+                "retry_after_seconds": decision.reset_seconds,
+            },
+        )
+    request[TENANT] = key.tenant
+    structlog.contextvars.bind_contextvars(tenant=key.tenant, key_id=key.key_id)
+    return await handler(request)

@@ -1,0 +1,57 @@
+"""Every limit of API.md in one place. The spec's values are the defaults; config changes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from attrs import frozen
+
+from batchsvc.errors import FieldError
+
+
+@frozen
+class Limits:
+    max_operations: int = 100
+    max_body_bytes: int = 10 * 1024 * 1024
+    default_timeout_ms: int = 30_000
+    max_timeout_ms: int = 60_000
+    max_retries: int = 10
+    max_content_chars: int = 100_000
+    max_title_chars: int = 500
+    max_metadata_bytes: int = 16 * 1024
+    max_metadata_depth: int = 8
+    max_tags: int = 64
+    max_tag_chars: int = 64
+    max_query_chars: int = 1_000
+    max_search_limit: int = 100
+    # How long one operation may run before it counts as a transient failure (retried when
+    # max_retries allows). The batch deadline still bounds it.
+    operation_timeout_ms: int = 10_000
+    # How many operations of one batch run at once when `parallel` is true.
+    max_parallel: int = 16
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth: a scalar is 0, an empty or flat container 1."""
+    if isinstance(value, dict):
+        return 1 + max((json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((json_depth(v) for v in value), default=0)
+    return 0
+
+
+def check_metadata(metadata: Any, path: str, limits: Limits) -> None:
+    if not isinstance(metadata, dict):
+        raise FieldError(path, "must_be_object", f"{path} must be a JSON object")
+    if json_depth(metadata) > limits.max_metadata_depth:
+        raise FieldError(
+            path, "too_deep", f"{path} may nest at most {limits.max_metadata_depth} levels"
+        )
+    size = len(orjson.dumps(metadata))
+    if size > limits.max_metadata_bytes:
+        raise FieldError(
+            path,
+            "too_large",
+            f"{path} is {size} bytes encoded; the limit is {limits.max_metadata_bytes}",
+        )

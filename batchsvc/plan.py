@@ -1,0 +1,43 @@
+"""Which operations of a batch must wait for which, so that `parallel` changes only the timing.
+
+An operation on an id waits for every earlier operation on the same id or on the create it
+references; a search waits for every earlier write, and a write for every earlier search.
+Invalid operations touch nothing, so nothing waits for them.
+"""
+
+from __future__ import annotations
+
+from batchsvc.operations import CreateOp, DecodedOperation, InvalidOperation, Ref, SearchOp
+
+
+def _key(op: DecodedOperation, index: int) -> str | None:
+    if isinstance(op, CreateOp):
+        return f"${index}"
+    if isinstance(op, InvalidOperation | SearchOp):
+        return None
+    return f"${op.id.index}" if isinstance(op.id, Ref) else op.id
+
+
+def dependencies(operations: list[DecodedOperation]) -> list[set[int]]:
+    """For each operation, the earlier ones it must wait for."""
+    deps: list[set[int]] = []
+    last_on_key: dict[str, int] = {}
+    writes: list[int] = []
+    searches: list[int] = []
+    for index, op in enumerate(operations):
+        waits: set[int] = set()
+        if isinstance(op, SearchOp):
+            waits.update(writes)
+            searches.append(index)
+        elif not isinstance(op, InvalidOperation):
+            key = _key(op, index)
+            if key is not None and key in last_on_key:
+                # A chain: the previous op on this key already waits for the ones before it.
+                waits.add(last_on_key[key])
+            if key is not None:
+                last_on_key[key] = index
+            if not isinstance(op.type, str) or op.type != "read":
+                waits.update(searches)
+                writes.append(index)
+        deps.append(waits)
+    return deps

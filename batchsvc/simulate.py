@@ -1,0 +1,66 @@
+"""`validate_only`: every check an execution would make, against a simulated state, no writes.
+
+The simulation walks the batch in order, reading from storage what the batch has not touched
+yet, so ids, references, deletes earlier in the batch and merged metadata limits all count.
+"""
+
+from __future__ import annotations
+
+from batchsvc.errors import ErrorCode, FieldError
+from batchsvc.models import Memory, new_memory_id, utc_now
+from batchsvc.operations import (
+    CreateOp,
+    DecodedOperation,
+    InvalidOperation,
+    Ref,
+    SearchOp,
+    UpdateOp,
+)
+from batchsvc.results import OperationResult
+from batchsvc.storage import MemoryOps
+
+
+async def validate_batch(
+    storage: MemoryOps, tenant: str, operations: list[DecodedOperation]
+) -> list[OperationResult]:
+    state: dict[str, Memory | None] = {}
+    valid_creates: dict[int, str] = {}
+    results = []
+    for index, op in enumerate(operations):
+        result = OperationResult(index=index, type=op.type)
+        results.append(result)
+        if isinstance(op, InvalidOperation):
+            result.fail_validation(op.error)
+            continue
+        if isinstance(op, CreateOp):
+            memory = op.data.build(new_memory_id(), utc_now())
+            state[memory.id] = memory
+            valid_creates[index] = memory.id
+        elif not isinstance(op, SearchOp):
+            if isinstance(op.id, Ref):
+                if op.id.index not in valid_creates:
+                    result.fail(
+                        ErrorCode.DEPENDENCY_FAILED,
+                        f"operation {op.id.index}, whose id this one uses, would not succeed",
+                        {"depends_on": op.id.index},
+                    )
+                    continue
+                memory_id = valid_creates[op.id.index]
+            else:
+                memory_id = op.id
+            if memory_id not in state:
+                state[memory_id] = await storage.get(tenant, memory_id)
+            current = state[memory_id]
+            if current is None:
+                result.fail(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})
+                continue
+            if isinstance(op, UpdateOp):
+                try:
+                    state[memory_id] = op.patch.apply(current, utc_now())
+                except FieldError as error:
+                    result.fail_validation(error)
+                    continue
+            elif op.type == "delete":
+                state[memory_id] = None
+        result.succeed({"valid": True})
+    return results

@@ -1,0 +1,134 @@
+"""The storage contract: what a backend must do, and nothing about how.
+
+A third party writes a backend from this module alone, then proves it with
+`batchsvc.testing.conformance`. Rules that hold for every method:
+
+- Tenants are walls. Every call names its tenant; a memory is visible only to its own tenant,
+  and to any other it does not exist.
+- Absent is `None` (or `False`), never an exception.
+- The core builds every `Memory` (id, timestamps, version): a backend stores what it is given.
+- A fault that is not the caller's raises `BackendError`; one that may pass if the call is
+  repeated (busy, briefly unreachable) raises `TransientBackendError`. The executor retries only
+  the latter, so never raise it once a change has taken effect.
+- Cancellation is truthful: a cancelled call either raises `CancelledError` having changed
+  nothing, or finishes its change and returns normally. The executor reports what it sees.
+- A write that returns has taken effect, and on a durable backend is durable.
+- Lifecycle is `async with backend:`; `ping()` answers readiness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from attrs import frozen
+
+from batchsvc.errors import BackendError, TransientBackendError
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+
+Vector = tuple[float, ...]
+
+
+@frozen
+class Page:
+    """One page of a listing. `next_cursor` is opaque to clients; None on the last page."""
+
+    items: list[Memory]
+    next_cursor: str | None
+
+
+class MemoryOps(Protocol):
+    """The operations, offered by a backend and by each of its transactions."""
+
+    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
+        """Store a new memory. `vector` is the embedding of its text, when an embedder runs."""
+
+    async def get(self, tenant: str, memory_id: str) -> Memory | None:
+        """The memory, or None if this tenant has no memory with that id."""
+
+    async def update(
+        self,
+        tenant: str,
+        memory_id: str,
+        patch: MemoryPatch,
+        now: str,
+        vector: Vector | None = None,
+    ) -> Memory | None:
+        """Apply `patch.apply(current, now)` atomically and return the new memory, or None.
+
+        Read, patch and write happen under the backend's own write lock or transaction, so two
+        concurrent updates of one memory never lose each other's change. A FieldError from
+        `apply` (merged metadata too large) propagates and nothing changes. Content or title
+        changes re-index the memory for search; `vector`, when given, replaces its embedding.
+        """
+
+    async def delete(self, tenant: str, memory_id: str) -> bool:
+        """Remove the memory; False if there was none."""
+
+    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
+        """Ranked hits, best first, at most `query.limit`.
+
+        A hit must pass `query.filter` (semantics in `batchsvc.filters`), carry every tag of
+        `query.tags`, match `query.memory_type` when set, and score at least `query.threshold`.
+        Scores are in [0, 1], higher is better. `query.mode` says how to rank: `lexical` on
+        the text (title and content); `semantic` by `query.vector`; `hybrid` both, fused.
+        """
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        tags: tuple[str, ...] = (),
+        memory_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Memories newest first (creation order), filtered like search, `limit` at a time.
+
+        An unknown or foreign cursor raises ValueError.
+        """
+
+
+@runtime_checkable
+class Storage(MemoryOps, Protocol):
+    """A backend: the operations, a lifecycle, and transactions where it can."""
+
+    #: Whether `transaction()` works. The service rejects `atomic` batches when it does not.
+    supports_transactions: bool
+    #: Whether search can rank by vectors (semantic and hybrid modes).
+    supports_vectors: bool
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        """Build the backend from its config table; raise ValueError naming a bad option."""
+
+    async def __aenter__(self) -> Self:
+        """Open connections, create or migrate the schema."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close everything; after this no call is made."""
+
+    async def ping(self) -> None:
+        """Return if the backend answers; raise BackendError if not."""
+
+    def transaction(self, tenant: str) -> AbstractAsyncContextManager[MemoryOps]:
+        """All or nothing: changes made through the yielded ops commit when the block exits
+        cleanly and are rolled back when it raises. Other callers never see them before the
+        commit. Raises NotImplementedError where `supports_transactions` is False."""
+
+
+__all__ = [
+    "BackendError",
+    "MemoryOps",
+    "Page",
+    "Storage",
+    "TransientBackendError",
+    "Vector",
+]
