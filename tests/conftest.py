@@ -1,0 +1,41 @@
+"""Fixtures: every HTTP test talks to a real aiohttp server on a loopback socket."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from support import Service, make_config
+
+from batchsvc.http.app import create_app
+from batchsvc.keys import KeyStore
+from batchsvc.storage import Storage
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    return tmp_path / "keys.json"
+
+
+@pytest.fixture
+def service_factory(aiohttp_client: Any, keys_file: Path) -> ServiceFactory:
+    """`await service_factory(storage=..., limits={...}, rate_limit={...})` starts a service."""
+
+    async def start(storage: Storage | None = None, **sections: Any) -> Service:
+        config = make_config(keys_file, **sections)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(config, storage=storage))
+        keys = KeyStore(keys_file)
+        return Service(client=client, key=keys.create("acme")[1], keys=keys)
+
+    return start
+
+
+@pytest.fixture
+async def service(service_factory: ServiceFactory) -> Service:
+    """The default service: in-memory backend, generous rate limits."""
+    return await service_factory()

@@ -1,0 +1,68 @@
+"""Shared test helpers: a running service on a real socket, and a client that knows its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from attrs import define
+
+from batchsvc.config import Config, parse_config
+from batchsvc.keys import KeyStore
+
+# Generous limits so tests that are not about rate limiting never hit it.
+TEST_RATE_LIMIT = {"batch_requests": 100_000, "other_requests": 100_000, "window_seconds": 60}
+
+
+def make_config(keys_file: Path, **sections: Any) -> Config:
+    raw: dict[str, Any] = {"auth": {"keys_file": str(keys_file)}, "rate_limit": TEST_RATE_LIMIT}
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return parse_config(raw, "test", env={})
+
+
+@define
+class Service:
+    """A live service and a key for tenant `acme` (more keys through `new_key`)."""
+
+    client: TestClient[web.Request, web.Application]
+    key: str
+    keys: KeyStore
+
+    @property
+    def app(self) -> web.Application:
+        return self.client.app  # type: ignore[return-value]
+
+    def new_key(self, tenant: str) -> str:
+        return self.keys.create(tenant)[1]
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    async def batch(
+        self,
+        operations: list[Any],
+        options: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """POST a batch; returns the status and the decoded body."""
+        body: dict[str, Any] = {"operations": operations}
+        if options is not None:
+            body["options"] = options
+        response = await self.client.post(
+            "/api/v1/batch", json=body, headers={**self.auth(key), **(headers or {})}
+        )
+        return response.status, await response.json()
+
+    async def create(self, content: str = "a memory", key: str | None = None, **data: Any) -> str:
+        """Create one memory through a batch; returns its id."""
+        status, body = await self.batch(
+            [{"type": "create", "data": {"content": content, **data}}], key=key
+        )
+        assert status == 200, body
+        memory_id: str = body["data"]["operations"][0]["result"]["id"]
+        return memory_id
