@@ -1,0 +1,170 @@
+"""The command line, run as a real process: keys and serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+KEY_PATTERN = re.compile(r"bsk_[A-Za-z0-9_-]{43}")
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batchsvc", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "service.toml"
+    path.write_text(
+        '[auth]\nkeys_file = "state/keys.json"\n[rate_limit]\nbatch_requests = 1000\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+class TestKeys:
+    """`keys create` prints the key once and nothing else; the file keeps only its hash."""
+
+    def test_create_prints_only_the_key(self, tmp_path: Path, config_file: Path) -> None:
+        made = run_cli(
+            "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+        )
+        assert made.returncode == 0, made.stderr
+        assert KEY_PATTERN.fullmatch(made.stdout.strip())
+        assert made.stdout.count("\n") == 1
+        stored = (tmp_path / "state" / "keys.json").read_text()
+        assert made.stdout.strip() not in stored
+        assert json.loads(stored)["keys"][0]["tenant"] == "acme"
+
+    def test_list_and_revoke(self, tmp_path: Path, config_file: Path) -> None:
+        secret = run_cli(
+            "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+        ).stdout.strip()
+        listing = run_cli("keys", "list", "--config", str(config_file), cwd=tmp_path).stdout
+        key_id, tenant, _, state = listing.strip().split("\t")
+        assert (tenant, state) == ("acme", "active")
+        assert secret not in listing
+        revoked = run_cli("keys", "revoke", key_id, "--config", str(config_file), cwd=tmp_path)
+        assert revoked.returncode == 0
+        listing = run_cli("keys", "list", "--config", str(config_file), cwd=tmp_path).stdout
+        assert "\trevoked " in listing
+        missing = run_cli("keys", "revoke", "key_nope", "--config", str(config_file), cwd=tmp_path)
+        assert missing.returncode == 1
+
+    def test_bad_tenant_name_is_refused(self, tmp_path: Path, config_file: Path) -> None:
+        made = run_cli(
+            "keys", "create", "--tenant", "a b", "--config", str(config_file), cwd=tmp_path
+        )
+        assert made.returncode == 2
+        assert made.stdout == ""
+
+
+class TestBadConfiguration:
+    """A bad file fails at start with the path of the bad field; nothing starts."""
+
+    def test_wrong_type_names_the_field(self, tmp_path: Path) -> None:
+        path = tmp_path / "bad.toml"
+        path.write_text('[server]\nport = "8080"\n', encoding="utf-8")
+        result = run_cli("serve", "--config", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "$.server.port" in result.stderr and str(path) in result.stderr
+
+    def test_unknown_backend_lists_installed_ones(self, tmp_path: Path) -> None:
+        path = tmp_path / "bad.toml"
+        path.write_text('[storage]\nbackend = "oracle"\n', encoding="utf-8")
+        result = run_cli("serve", "--config", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "'oracle'" in result.stderr and "memory" in result.stderr
+
+
+@pytest.fixture
+def served(tmp_path: Path, config_file: Path) -> Iterator[tuple[str, str]]:
+    """A real `batchsvc serve` process; yields its base URL and a key made by the CLI."""
+    key = run_cli(
+        "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+    ).stdout.strip()
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchsvc",
+            "serve",
+            "--config",
+            str(config_file),
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        yield base, key
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+
+
+class TestServe:
+    """`batchsvc serve` answers on the given port with keys made by `keys create`."""
+
+    def test_batch_with_a_cli_key(self, served: tuple[str, str]) -> None:
+        base, key = served
+        body = json.dumps({"operations": [{"type": "create", "data": {"content": "hi"}}]})
+        request = urllib.request.Request(
+            f"{base}/api/v1/batch",
+            data=body.encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+            assert json.load(response)["data"]["processed"] == 1
+
+    def test_key_made_while_running_works_at_once(
+        self, served: tuple[str, str], tmp_path: Path, config_file: Path
+    ) -> None:
+        base, _ = served
+        key = run_cli(
+            "keys", "create", "--tenant", "later", "--config", str(config_file), cwd=tmp_path
+        ).stdout.strip()
+        request = urllib.request.Request(
+            f"{base}/api/v1/memories", headers={"Authorization": f"Bearer {key}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.load(response)["data"]["items"] == []
