@@ -18,6 +18,7 @@ import structlog
 from attrs import evolve
 
 from batchsvc.batch import BatchOptions, BatchRequest
+from batchsvc.eager import run_until
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
 from batchsvc.limits import Limits
 from batchsvc.models import SearchMode, SearchQuery, new_memory_id, utc_now
@@ -264,8 +265,7 @@ class BatchExecutor:
         loop_now = asyncio.get_running_loop().time()
         until = loop_now + (min(op_deadline, run.deadline) - self._clock())
         try:
-            async with asyncio.timeout_at(until):
-                return await self._call(run, op, memory_id, new_id, index)
+            return await run_until(self._call(run, op, memory_id, new_id, index), until)
         except TimeoutError:
             if self._clock() >= run.deadline:
                 raise _Failure(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
 K1 = 1.2
@@ -34,10 +33,19 @@ class LexicalIndex:
 
     def add(self, doc_id: str, text: str) -> None:
         self.remove(doc_id)
-        counts = Counter(tokenize(text))
+        # A plain dict loop: Counter's set-up costs more than the counting for short texts.
+        counts: dict[str, int] = {}
+        tokens = tokenize(text)
+        for term in tokens:
+            counts[term] = counts.get(term, 0) + 1
+        postings = self._postings
         for term, tf in counts.items():
-            self._postings.setdefault(term, {})[doc_id] = tf
-        length = sum(counts.values())
+            docs = postings.get(term)
+            if docs is None:
+                postings[term] = {doc_id: tf}
+            else:
+                docs[doc_id] = tf
+        length = len(tokens)
         self._doc_terms[doc_id] = tuple(counts)
         self._lengths[doc_id] = length
         self._total_length += length

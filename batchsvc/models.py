@@ -7,6 +7,7 @@ builds every `Memory` (ids and timestamps are the core's job, so every backend a
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,9 +26,17 @@ def new_memory_id() -> str:
     return "mem_" + secrets.token_hex(8)
 
 
+_last_stamp: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
     """RFC 3339 in UTC with a `Z`, to the second, as in the spec's examples."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_stamp
+    # strftime costs microseconds and a batch stamps many memories within one second.
+    second = int(time.time())
+    if _last_stamp[0] != second:
+        _last_stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _last_stamp[1]
 
 
 @frozen
