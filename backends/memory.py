@@ -106,7 +106,9 @@ class _Ops:
     async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
         data = self._data(tenant)
         hits = []
-        for memory_id, score in data.index.scores(query.text).items():
+        for memory_id, raw_score in data.index.scores(query.text).items():
+            # The threshold applies to the score the client sees, so round first.
+            score = round(raw_score, 6)
             memory = data.memories[memory_id]
             if score < query.threshold or not data.passes(memory, query.tags, query.memory_type):
                 continue
@@ -114,7 +116,7 @@ class _Ops:
                 continue
             hits.append((score, data.seq[memory_id], memory))
         hits.sort(key=lambda hit: (-hit[0], -hit[1]))
-        return [SearchHit(memory, round(score, 6)) for score, _, memory in hits[: query.limit]]
+        return [SearchHit(memory, score) for score, _, memory in hits[: query.limit]]
 
     async def list(
         self,

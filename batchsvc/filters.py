@@ -102,7 +102,11 @@ def matches(node: Filter, metadata: dict[str, Any]) -> bool:
     if isinstance(node, Compare):
         return _compare(node.op, value, node.value)
     hit = any(_compare("$eq", value, candidate) for candidate in node.values)
-    return (not hit) if node.negate else hit
+    if not node.negate:
+        return hit
+    # Like $ne, $nin matches only a value it can compare: a scalar of a kind in the list.
+    kind = _kind(value)
+    return not hit and any(_kind(candidate) == kind for candidate in node.values)
 
 
 def _scalar(value: Any, path: str) -> Scalar:
