@@ -45,8 +45,7 @@ def invalid_request(field: str, reason: str, message: str = "Invalid batch reque
 
 
 def decode_options(raw: Any, limits: Limits, supports_transactions: bool) -> BatchOptions:
-    if raw is None:
-        return BatchOptions(timeout_ms=limits.default_timeout_ms)
+    """`raw` is the body's `options`; pass `{}` when the body has none (null is an error)."""
     if not isinstance(raw, dict):
         raise invalid_request("options", "must_be_object", "options must be a JSON object")
     try:
@@ -104,7 +103,7 @@ def decode_batch(body: Any, limits: Limits, *, supports_transactions: bool) -> B
             "Batch size exceeds maximum limit",
             {"max_operations": limits.max_operations, "provided_operations": len(raw_ops)},
         )
-    options = decode_options(body.get("options"), limits, supports_transactions)
+    options = decode_options(body.get("options", {}), limits, supports_transactions)
     for key in body:
         if key not in ("operations", "options"):
             raise invalid_request(key, "unknown_field", f"unknown field {key!r} in the batch body")

@@ -33,12 +33,21 @@ class Limits:
 
 
 def json_depth(value: Any) -> int:
-    """Nesting depth: a scalar is 0, an empty or flat container 1."""
-    if isinstance(value, dict):
-        return 1 + max((json_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((json_depth(v) for v in value), default=0)
-    return 0
+    """Nesting depth: a scalar is 0, an empty or flat container 1.
+
+    Iterative: orjson accepts bodies nested about a thousand levels deep, and recursion that
+    deep exhausts Python's stack (a 500 instead of a validation error)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def check_metadata(metadata: Any, path: str, limits: Limits) -> None:

@@ -87,7 +87,9 @@ class MemoryOps(Protocol):
     ) -> Page:
         """Memories newest first (creation order), filtered like search, `limit` at a time.
 
-        An unknown or foreign cursor raises ValueError.
+        A cursor this backend cannot read raises ValueError; a cursor given out to another
+        tenant must reveal nothing of that tenant (raising ValueError, or paging this tenant's
+        own memories, are both fine).
         """
 
 

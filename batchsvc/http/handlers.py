@@ -10,7 +10,7 @@ from aiohttp import web
 
 from batchsvc.batch import BatchOptions, BatchRequest, batch_id_from_header, decode_batch
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError
-from batchsvc.fields import want_choice, want_int
+from batchsvc.fields import want_choice, want_int, want_string
 from batchsvc.http.body import read_json
 from batchsvc.http.keys import CONFIG, EXECUTOR, STARTED, STORAGE, TENANT
 from batchsvc.http.responses import json_response, success
@@ -100,20 +100,31 @@ async def delete_memory(request: web.Request) -> web.Response:
 @routes.post("/api/v1/memories/search")
 async def search_memories(request: web.Request) -> web.Response:
     body = await _object_body(request)
+    if "type" in body:
+        raise ApiError.from_field_error(
+            FieldError("type", "unknown_field", "the search endpoint takes query and options only")
+        )
     return await _one(request, {**body, "type": "search"})
 
 
 def _list_params(request: web.Request) -> dict[str, Any]:
     query = request.query
+    limits = request.app[CONFIG].limits
     for name in query:
         if name not in ("limit", "cursor", "tag", "memory_type"):
             raise FieldError(name, "unknown_parameter", f"unknown query parameter {name!r}")
-    params: dict[str, Any] = {"tags": tuple(query.getall("tag", ()))}
+    tags = query.getall("tag", ())
+    for tag in tags:
+        want_string(tag, "tag", min_len=1, max_len=limits.max_tag_chars, blank=False)
+    params: dict[str, Any] = {"tags": tuple(tags)}
     if "limit" in query:
         text = query["limit"]
-        if not text.isdigit():
+        # isdigit() alone admits digits int() refuses ("²"); a very long digit string is out
+        # of range anyway, and int() refuses those past 4,300 digits.
+        if not (text.isascii() and text.isdigit()):
             raise FieldError("limit", "must_be_integer", "limit must be an integer")
-        params["limit"] = want_int(int(text), "limit", 1, 100)
+        digits = text.lstrip("0") or "0"
+        params["limit"] = want_int(int(digits) if len(digits) <= 9 else 10**9, "limit", 1, 100)
     else:
         params["limit"] = 20
     if "memory_type" in query:
