@@ -165,7 +165,12 @@ class BatchExecutor:
             for result in run.results:
                 if result.status == "success":
                     result.status, result.result = "rolled_back", None
-            failed = next(r.index for r in run.results if r.status in ("failed", "skipped"))
+            # The operation whose failure stopped the batch (the after_index of the skipped
+            # ones), not the first skipped one, which in parallel can sit before it; only a
+            # deadline leaves nothing but skipped operations.
+            failed = run.stopped_after
+            if failed is None:
+                failed = _first_unsuccessful(run.results)
             return BatchResult(batch_id, run.results, atomic_failed_index=failed)
         except (BackendError, OSError) as error:
             log.error("atomic_commit_failed", error=repr(error))
@@ -188,19 +193,21 @@ class BatchExecutor:
     async def _step(self, run: _Run, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
         result = run.results[index]
+        # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
+        # the operation that stopped the batch was itself cut by the deadline.
+        if self._clock() >= run.deadline:
+            result.skip(
+                ErrorCode.TIMEOUT,
+                "not run: the batch deadline passed first",
+                {"timeout_ms": run.options.timeout_ms},
+            )
+            return
         if run.stopped_after is not None:
             after = run.stopped_after
             result.skip(
                 ErrorCode.SKIPPED,
                 f"not run: operation {after} failed and the batch stops at its first failure",
                 {"after_index": after},
-            )
-            return
-        if self._clock() >= run.deadline:
-            result.skip(
-                ErrorCode.TIMEOUT,
-                "not run: the batch deadline passed first",
-                {"timeout_ms": run.options.timeout_ms},
             )
             return
         await self._execute(run, index)
@@ -328,6 +335,10 @@ class BatchExecutor:
     async def _search(self, run: _Run, query: SearchQuery) -> dict[str, Any]:
         hits = await run.ops.search(run.tenant, query)
         return {"results": [hit.to_json() for hit in hits], "total": len(hits)}
+
+
+def _first_unsuccessful(results: list[OperationResult]) -> int:
+    return next(r.index for r in results if r.status in ("failed", "skipped"))
 
 
 def _not_found(memory_id: str) -> _Failure:
