@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
-from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import MemoryOps, Page, Vector
 
 
@@ -27,25 +27,17 @@ def _text(memory: Memory) -> str:
 class _Tenant:
     def __init__(self) -> None:
         self.memories: dict[str, Memory] = {}
-        self.seq: dict[str, int] = {}
         self.index = LexicalIndex()
         self.lock = asyncio.Lock()
-        self.next_seq = 0
 
-    def put(self, memory: Memory, seq: int | None = None) -> None:
+    def put(self, memory: Memory) -> None:
         old = self.memories.get(memory.id)
         self.memories[memory.id] = memory
-        if seq is None and memory.id not in self.seq:
-            seq = self.next_seq
-            self.next_seq += 1
-        if seq is not None:
-            self.seq[memory.id] = seq
         if old is None or _text(old) != _text(memory):
             self.index.add(memory.id, _text(memory))
 
     def drop(self, memory_id: str) -> None:
         del self.memories[memory_id]
-        del self.seq[memory_id]
         self.index.remove(memory_id)
 
     def passes(self, memory: Memory, tags: tuple[str, ...], memory_type: str | None) -> bool:
@@ -57,7 +49,7 @@ class _Tenant:
 class _Ops:
     """The operations on one tenant's data; `undo` records what a transaction must restore."""
 
-    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None, int]] | None):
+    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None]] | None):
         self._store = store
         self._undo = undo
 
@@ -66,9 +58,7 @@ class _Ops:
 
     def _remember(self, data: _Tenant, memory_id: str) -> None:
         if self._undo is not None:
-            self._undo.append(
-                (memory_id, data.memories.get(memory_id), data.seq.get(memory_id, -1))
-            )
+            self._undo.append((memory_id, data.memories.get(memory_id)))
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         data = self._data(tenant)
@@ -114,9 +104,10 @@ class _Ops:
                 continue
             if query.filter is not None and not matches(query.filter, memory.metadata):
                 continue
-            hits.append((score, data.seq[memory_id], memory))
-        hits.sort(key=lambda hit: (-hit[0], -hit[1]))
-        return [SearchHit(memory, score) for score, _, memory in hits[: query.limit]]
+            hits.append(SearchHit(memory, score))
+        # Ties: newest first, which is the highest id (ids increase with creation).
+        hits.sort(key=lambda hit: (hit.score, hit.memory.id), reverse=True)
+        return hits[: query.limit]
 
     async def list(
         self,
@@ -129,23 +120,25 @@ class _Ops:
     ) -> Page:
         data = self._data(tenant)
         before = _decode_cursor(cursor)
-        ordered = sorted(data.memories.values(), key=lambda m: data.seq[m.id], reverse=True)
+        ordered = sorted(data.memories.values(), key=lambda m: m.id, reverse=True)
         page = [
             m
             for m in ordered
-            if (before is None or data.seq[m.id] < before) and data.passes(m, tags, memory_type)
+            if (before is None or m.id < before) and data.passes(m, tags, memory_type)
         ][: limit + 1]
         more = len(page) > limit
         page = page[:limit]
-        return Page(page, str(data.seq[page[-1].id]) if more else None)
+        # The cursor is the last id given out: ids sort by creation, so paging survives
+        # writes and deletes between pages.
+        return Page(page, page[-1].id if more else None)
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
+def _decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    if not MEMORY_ID.fullmatch(cursor):
         raise ValueError("invalid cursor")
-    return int(cursor)
+    return cursor
 
 
 class _LockedOps(_Ops):
@@ -196,7 +189,7 @@ class _LockedOps(_Ops):
 class _TenantGuard(_Ops):
     """A transaction's ops: bound to one tenant, so a stray call cannot touch another."""
 
-    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None, int]], tenant: str):
+    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None]], tenant: str):
         super().__init__(store, undo)
         self._tenant_name = tenant
 
@@ -245,14 +238,14 @@ class MemoryStore(_LockedOps):
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
         data = self._tenant(tenant)
-        undo: list[tuple[str, Memory | None, int]] = []
+        undo: list[tuple[str, Memory | None]] = []
         async with data.lock:
             try:
                 yield _TenantGuard(self, undo, tenant)
             except BaseException:
-                for memory_id, previous, seq in reversed(undo):
+                for memory_id, previous in reversed(undo):
                     if previous is None:
                         data.drop(memory_id)
                     else:
-                        data.put(previous, seq)
+                        data.put(previous)
                 raise

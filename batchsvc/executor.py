@@ -82,6 +82,13 @@ class _Run:
             OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)
         ]
         self.created: dict[int, str] = {}
+        # Ids for every create, drawn in request order before anything runs: ids sort by
+        # creation, so listings and search ties follow the request whatever finishes first.
+        self.new_ids = {
+            index: new_memory_id()
+            for index, op in enumerate(request.operations)
+            if isinstance(op, CreateOp)
+        }
         self.stopped_after: int | None = None
 
     @property
@@ -243,9 +250,9 @@ class BatchExecutor:
     async def _attempts(
         self, run: _Run, op: Operation, memory_id: str | None, result: OperationResult
     ) -> dict[str, Any]:
-        # A create keeps one id across attempts: a failed attempt had no effect, so reusing
+        # A create keeps its id across attempts: a failed attempt had no effect, so reusing
         # it cannot collide, and the client sees one id whatever happened.
-        new_id = new_memory_id() if isinstance(op, CreateOp) else None
+        new_id = run.new_ids.get(result.index)
         while True:
             result.attempts += 1
             try:

@@ -6,6 +6,7 @@ builds every `Memory` (ids and timestamps are the core's job, so every backend a
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -22,8 +23,22 @@ SEARCH_MODES = ("hybrid", "semantic", "lexical")
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 
 
+MEMORY_ID = re.compile(r"mem_[0-9a-f]{16}")
+_last_id = 0
+
+
 def new_memory_id() -> str:
-    return "mem_" + secrets.token_hex(8)
+    """`mem_` + 16 hex digits that increase with creation: 44 bits of Unix milliseconds, then
+    20 bits that start at random each millisecond and count up within it.
+
+    Ids that sort by creation give every backend one order for listings and for search ties
+    that does not depend on which of a batch's parallel creates finished first. They are not
+    secrets: a foreign tenant's id answers NOT_FOUND like a missing one.
+    """
+    global _last_id
+    stamp = (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
+    _last_id = max(stamp, _last_id + 1)
+    return f"mem_{_last_id:016x}"
 
 
 _last_stamp: tuple[int, str] = (0, "")

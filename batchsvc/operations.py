@@ -23,10 +23,16 @@ from batchsvc.fields import (
 )
 from batchsvc.filters import parse_filter
 from batchsvc.limits import Limits, check_metadata
-from batchsvc.models import MEMORY_TYPES, SEARCH_MODES, MemoryPatch, NewMemory, SearchQuery
+from batchsvc.models import (
+    MEMORY_ID,
+    MEMORY_TYPES,
+    SEARCH_MODES,
+    MemoryPatch,
+    NewMemory,
+    SearchQuery,
+)
 
 OPERATION_TYPES = ("create", "read", "update", "delete", "search")
-MEMORY_ID = re.compile(r"mem_[0-9a-f]{16}")
 REFERENCE = re.compile(r"\$(0|[1-9][0-9]{0,5})")
 
 

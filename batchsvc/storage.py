@@ -72,7 +72,8 @@ class MemoryOps(Protocol):
 
         A hit must pass `query.filter` (semantics in `batchsvc.filters`), carry every tag of
         `query.tags`, match `query.memory_type` when set, and score at least `query.threshold`.
-        Scores are in [0, 1], higher is better. `query.mode` says how to rank: `lexical` on
+        Scores are in [0, 1], higher is better; equal scores rank by id, descending (newest
+        first). `query.mode` says how to rank: `lexical` on
         the text (title and content); `semantic` by `query.vector`; `hybrid` both, fused.
         """
 
@@ -85,7 +86,10 @@ class MemoryOps(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Memories newest first (creation order), filtered like search, `limit` at a time.
+        """Memories newest first, filtered like search, `limit` at a time.
+
+        Newest first means by id, descending: the core's ids increase with creation (see
+        `batchsvc.models.new_memory_id`), so one order holds on every backend.
 
         A cursor this backend cannot read raises ValueError; a cursor given out to another
         tenant must reveal nothing of that tenant (raising ValueError, or paging this tenant's

@@ -659,12 +659,6 @@ class TestParallel:
         left, right = comparable(body), comparable(sequential)
         assert left == right
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known gap: hits with equal scores rank newest first by when their create "
-        "finished, and concurrent creates may finish out of request order, so a search (and "
-        "which tied hits a `limit` keeps) can differ from the sequential run",
-    )
     async def test_equal_scores_rank_in_request_order(
         self, service_factory: ServiceFactory
     ) -> None:

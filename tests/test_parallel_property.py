@@ -96,24 +96,10 @@ async def run_batch(
         if op["type"] == "create" and op["status"] == "success"
     }
     page = await storage.store.list(TENANT, limit=1000)
-    final = {memory.id: memory.to_json() for memory in page.items}
-    results = normalise(results, names)
-    for op, raw in zip(results, operations, strict=True):
-        if op["type"] == "search" and op["status"] == "success":
-            op["result"]["results"] = without_tie_order(op["result"]["results"], raw)
-    return results, normalise(final, names)
-
-
-def without_tie_order(hits: list[dict[str, Any]], search: dict[str, Any]) -> list[Any]:
-    """Hits with equal scores in a canonical order; when `limit` cut the list, only the score
-    and the number of hits of the lowest score kept. Ties among memories created concurrently
-    are ranked by which create finished first, which `parallel` may change (see
-    TestParallel.test_equal_scores_rank_in_request_order in test_batch_options.py)."""
-    ordered: list[Any] = sorted(hits, key=lambda hit: (-hit["score"], repr(sorted(hit.items()))))
-    if ordered and len(ordered) == search["options"]["limit"]:
-        lowest = ordered[-1]["score"]
-        ordered = [hit if hit["score"] != lowest else ("tied at", lowest) for hit in ordered]
-    return ordered
+    final = [memory.to_json() for memory in page.items]  # in listing order
+    # Compared exactly, tied hits included: ids are drawn in request order before the batch
+    # runs, so ties rank the same whichever create finished first.
+    return normalise(results, names), normalise(final, names)
 
 
 def normalise(value: Any, names: dict[str, str]) -> Any:
