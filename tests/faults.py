@@ -17,7 +17,7 @@ from typing import Any, Self
 from attrs import define, field
 from batchsvc_backends.memory import MemoryStore
 
-from batchsvc.errors import BackendError, TransientBackendError
+from batchsvc.errors import TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import MemoryOps, Page, Vector
 
@@ -36,7 +36,7 @@ class Faults:
     """What to do to each method's next calls, shared by a store and its transactions."""
 
     calls: Counter[str] = field(factory=Counter)
-    _failures: dict[str, list[BackendError]] = field(factory=dict)
+    _failures: dict[str, list[Exception]] = field(factory=dict)
     _delays: dict[str, _Delay] = field(factory=dict)
 
     async def before(self, method: str) -> None:
@@ -123,7 +123,7 @@ class FaultyStorage(_FaultyOps):
     def calls(self) -> Counter[str]:
         return self.faults.calls
 
-    def fail(self, method: str, times: int = 1, error: BackendError | None = None) -> None:
+    def fail(self, method: str, times: int = 1, error: Exception | None = None) -> None:
         """Raise `error` (default: TransientBackendError) on the next `times` calls of `method`."""
         made = error if error is not None else TransientBackendError(f"{method}: injected fault")
         self.faults._failures.setdefault(method, []).extend([made] * times)

@@ -58,6 +58,24 @@ class Service:
         )
         return response.status, await response.json()
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        key: str | None = None,
+    ) -> tuple[int, Any]:
+        """One request with this service's key (or `key`); the status and the decoded body."""
+        kwargs: dict[str, Any] = {"headers": self.auth(key)}
+        if json is not None:
+            kwargs["json"] = json
+        if params is not None:
+            kwargs["params"] = params
+        response = await self.client.request(method, path, **kwargs)
+        return response.status, await response.json()
+
     async def create(self, content: str = "a memory", key: str | None = None, **data: Any) -> str:
         """Create one memory through a batch; returns its id."""
         status, body = await self.batch(

@@ -28,28 +28,9 @@ MEMORY_FIELDS = {
 HIT_FIELDS = MEMORY_FIELDS - {"version"} | {"score"}
 
 
-async def api(
-    service: Service,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    params: Any = None,
-    key: str | None = None,
-) -> tuple[int, Any]:
-    """One request with the service's key; returns the status and the decoded body."""
-    kwargs: dict[str, Any] = {"headers": service.auth(key)}
-    if json is not None:
-        kwargs["json"] = json
-    if params is not None:
-        kwargs["params"] = params
-    response = await service.client.request(method, path, **kwargs)
-    return response.status, await response.json()
-
-
 async def create(service: Service, key: str | None = None, **data: Any) -> str:
-    status, body = await api(
-        service, "POST", MEMORIES, json={"content": "a memory", **data}, key=key
+    status, body = await service.call(
+        "POST", MEMORIES, json={"content": "a memory", **data}, key=key
     )
     assert status == 201, body
     memory_id: str = body["data"]["id"]
@@ -57,7 +38,7 @@ async def create(service: Service, key: str | None = None, **data: Any) -> str:
 
 
 async def read(service: Service, memory_id: str, key: str | None = None) -> dict[str, Any]:
-    status, body = await api(service, "GET", f"{MEMORIES}/{memory_id}", key=key)
+    status, body = await service.call("GET", f"{MEMORIES}/{memory_id}", key=key)
     assert status == 200, body
     memory: dict[str, Any] = body["data"]
     return memory
@@ -92,7 +73,7 @@ class TestCreate:
     memory has the resource's defaults."""
 
     async def test_created(self, service: Service) -> None:
-        status, body = await api(service, "POST", MEMORIES, json={"content": "hello"})
+        status, body = await service.call("POST", MEMORIES, json={"content": "hello"})
         assert status == 201
         assert body["success"] is True
         assert set(body["data"]) == {"id", "created_at"}
@@ -172,7 +153,7 @@ class TestRead:
 
     async def test_whole_memory(self, service: Service) -> None:
         memory_id = await create(service, content="read me", tags=["t"])
-        status, body = await api(service, "GET", f"{MEMORIES}/{memory_id}")
+        status, body = await service.call("GET", f"{MEMORIES}/{memory_id}")
         assert status == 200
         assert body["success"] is True
         assert set(body["data"]) == MEMORY_FIELDS
@@ -181,7 +162,7 @@ class TestRead:
         assert body["data"]["tags"] == ["t"]
 
     async def test_missing(self, service: Service) -> None:
-        status, body = await api(service, "GET", f"{MEMORIES}/{MISSING}")
+        status, body = await service.call("GET", f"{MEMORIES}/{MISSING}")
         assert status == 404
         assert_error(body, "NOT_FOUND", {"id": MISSING})
 
@@ -192,7 +173,7 @@ class TestRead:
     @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
     async def test_malformed_id(self, service: Service, method: str, bad_id: str) -> None:
         json = {"content": "x"} if method == "PATCH" else None
-        status, body = await api(service, method, f"{MEMORIES}/{bad_id}", json=json)
+        status, body = await service.call(method, f"{MEMORIES}/{bad_id}", json=json)
         assert status == 400
         details = assert_error(body, "VALIDATION_ERROR")
         assert details["field"] == "id"
@@ -207,8 +188,7 @@ class TestUpdate:
         memory_id = await create(
             service, metadata={"a": 1, "b": {"c": 2, "d": 3}, "e": 5, "list": [1, 2]}
         )
-        status, body = await api(
-            service,
+        status, body = await service.call(
             "PATCH",
             f"{MEMORIES}/{memory_id}",
             json={"metadata": {"b": {"c": None, "x": 1}, "e": None, "f": "new", "list": [3]}},
@@ -226,8 +206,7 @@ class TestUpdate:
         memory_id = await create(
             service, content="old", title="Old", memory_type="project", tags=["a", "b"]
         )
-        status, _ = await api(
-            service,
+        status, _ = await service.call(
             "PATCH",
             f"{MEMORIES}/{memory_id}",
             json={"content": "new", "tags": ["c"], "memory_type": "workflow"},
@@ -240,7 +219,7 @@ class TestUpdate:
             "workflow",
         )
         assert memory["title"] == "Old"  # untouched
-        status, _ = await api(service, "PATCH", f"{MEMORIES}/{memory_id}", json={"title": None})
+        status, _ = await service.call("PATCH", f"{MEMORIES}/{memory_id}", json={"title": None})
         assert status == 200
         memory = await read(service, memory_id)
         assert memory["title"] is None
@@ -249,8 +228,8 @@ class TestUpdate:
     async def test_version_counts_updates(self, service: Service) -> None:
         memory_id = await create(service)
         for expected in range(2, 6):
-            status, body = await api(
-                service, "PATCH", f"{MEMORIES}/{memory_id}", json={"content": f"v{expected}"}
+            status, body = await service.call(
+                "PATCH", f"{MEMORIES}/{memory_id}", json={"content": f"v{expected}"}
             )
             assert status == 200
             assert body["data"]["version"] == expected
@@ -258,20 +237,20 @@ class TestUpdate:
 
     async def test_content_change_reindexes(self, service: Service) -> None:
         memory_id = await create(service, content="aardvark burrow")
-        await api(service, "PATCH", f"{MEMORIES}/{memory_id}", json={"content": "zebra stripes"})
-        _, old = await api(service, "POST", f"{MEMORIES}/search", json={"query": "aardvark"})
-        _, new = await api(service, "POST", f"{MEMORIES}/search", json={"query": "zebra"})
+        await service.call("PATCH", f"{MEMORIES}/{memory_id}", json={"content": "zebra stripes"})
+        _, old = await service.call("POST", f"{MEMORIES}/search", json={"query": "aardvark"})
+        _, new = await service.call("POST", f"{MEMORIES}/search", json={"query": "zebra"})
         assert old["data"]["total"] == 0
         assert [hit["id"] for hit in new["data"]["results"]] == [memory_id]
 
     async def test_missing(self, service: Service) -> None:
-        status, body = await api(service, "PATCH", f"{MEMORIES}/{MISSING}", json={"content": "x"})
+        status, body = await service.call("PATCH", f"{MEMORIES}/{MISSING}", json={"content": "x"})
         assert status == 404
         assert_error(body, "NOT_FOUND", {"id": MISSING})
 
     async def test_empty_update_is_refused(self, service: Service) -> None:
         memory_id = await create(service)
-        status, body = await api(service, "PATCH", f"{MEMORIES}/{memory_id}", json={})
+        status, body = await service.call("PATCH", f"{MEMORIES}/{memory_id}", json={})
         assert status == 400
         assert_error(body, "VALIDATION_ERROR")
         assert (await read(service, memory_id))["version"] == 1
@@ -294,15 +273,15 @@ class TestUpdate:
     ) -> None:
         memory_id = await create(service, content="keep")
         before = await read(service, memory_id)
-        status, body = await api(service, "PATCH", f"{MEMORIES}/{memory_id}", json=data)
+        status, body = await service.call("PATCH", f"{MEMORIES}/{memory_id}", json=data)
         assert status == 400
         assert_error(body, "VALIDATION_ERROR", {"field": field, "reason": reason})
         assert await read(service, memory_id) == before
 
     async def test_merged_metadata_over_the_limit_changes_nothing(self, service: Service) -> None:
         memory_id = await create(service, metadata={"a": "x" * 10_000})
-        status, body = await api(
-            service, "PATCH", f"{MEMORIES}/{memory_id}", json={"metadata": {"b": "y" * 10_000}}
+        status, body = await service.call(
+            "PATCH", f"{MEMORIES}/{memory_id}", json={"metadata": {"b": "y" * 10_000}}
         )
         assert status == 400
         assert_error(body, "VALIDATION_ERROR", {"field": "metadata", "reason": "too_large"})
@@ -317,22 +296,22 @@ class TestDelete:
 
     async def test_delete_then_gone(self, service: Service) -> None:
         memory_id = await create(service, content="doomed unicorn")
-        status, body = await api(service, "DELETE", f"{MEMORIES}/{memory_id}")
+        status, body = await service.call("DELETE", f"{MEMORIES}/{memory_id}")
         assert status == 200
         assert body == {"success": True, "data": {"id": memory_id, "deleted": True}}
         for method, json in (("GET", None), ("DELETE", None), ("PATCH", {"content": "x"})):
-            status, body = await api(service, method, f"{MEMORIES}/{memory_id}", json=json)
+            status, body = await service.call(method, f"{MEMORIES}/{memory_id}", json=json)
             assert status == 404
             assert_error(body, "NOT_FOUND", {"id": memory_id})
-        _, found = await api(service, "POST", f"{MEMORIES}/search", json={"query": "unicorn"})
+        _, found = await service.call("POST", f"{MEMORIES}/search", json={"query": "unicorn"})
         assert found["data"]["total"] == 0
-        _, listed = await api(service, "GET", MEMORIES)
+        _, listed = await service.call("GET", MEMORIES)
         assert listed["data"]["items"] == []
 
     async def test_delete_leaves_the_others(self, service: Service) -> None:
         keep = await create(service, content="keep")
         drop = await create(service, content="drop")
-        await api(service, "DELETE", f"{MEMORIES}/{drop}")
+        await service.call("DELETE", f"{MEMORIES}/{drop}")
         assert (await read(service, keep))["content"] == "keep"
 
 
@@ -360,7 +339,7 @@ class TestSearch:
         }
 
     async def search(self, service: Service, body: dict[str, Any]) -> dict[str, Any]:
-        status, response = await api(service, "POST", f"{MEMORIES}/search", json=body)
+        status, response = await service.call("POST", f"{MEMORIES}/search", json=body)
         assert status == 200, response
         assert response["success"] is True
         data: dict[str, Any] = response["data"]
@@ -425,7 +404,7 @@ class TestSearch:
     async def test_invalid(
         self, service: Service, body: dict[str, Any], field: str, reason: str
     ) -> None:
-        status, response = await api(service, "POST", f"{MEMORIES}/search", json=body)
+        status, response = await service.call("POST", f"{MEMORIES}/search", json=body)
         assert status == 400
         assert_error(response, "VALIDATION_ERROR", {"field": field, "reason": reason})
 
@@ -439,7 +418,7 @@ class TestList:
         cursor: str | None = None
         while True:
             query = [*params, *([("cursor", cursor)] if cursor else [])]
-            status, body = await api(service, "GET", MEMORIES, params=query)
+            status, body = await service.call("GET", MEMORIES, params=query)
             assert status == 200, body
             assert set(body["data"]) == {"items", "next_cursor"}
             for item in body["data"]["items"]:
@@ -462,7 +441,7 @@ class TestList:
         assert flatten(pages) == list(reversed(created))
 
     async def test_empty(self, service: Service) -> None:
-        status, body = await api(service, "GET", MEMORIES)
+        status, body = await service.call("GET", MEMORIES)
         assert status == 200
         assert body == {"success": True, "data": {"items": [], "next_cursor": None}}
 
@@ -504,7 +483,7 @@ class TestList:
         self, service: Service, params: dict[str, str], field: str
     ) -> None:
         await create(service)
-        status, body = await api(service, "GET", MEMORIES, params=params)
+        status, body = await service.call("GET", MEMORIES, params=params)
         assert status == 400
         details = assert_error(body, "VALIDATION_ERROR")
         assert details["field"] == field
@@ -546,10 +525,10 @@ class TestValidation:
     async def test_refused(
         self, service: Service, data: dict[str, Any], field: str, reason: str
     ) -> None:
-        status, body = await api(service, "POST", MEMORIES, json=data)
+        status, body = await service.call("POST", MEMORIES, json=data)
         assert status == 400
         assert_error(body, "VALIDATION_ERROR", {"field": field, "reason": reason})
-        _, listed = await api(service, "GET", MEMORIES)
+        _, listed = await service.call("GET", MEMORIES)
         assert listed["data"]["items"] == []
 
     @pytest.mark.parametrize(
@@ -566,15 +545,15 @@ class TestValidation:
         ids=lambda value: str(value)[:30],
     )
     async def test_limits_are_inclusive(self, service: Service, data: dict[str, Any]) -> None:
-        status, body = await api(service, "POST", MEMORIES, json=data)
+        status, body = await service.call("POST", MEMORIES, json=data)
         assert status == 201, body
 
     async def test_content_limit_is_configurable(self, service_factory: Any) -> None:
         service = await service_factory(limits={"max_content_chars": 10})
-        status, body = await api(service, "POST", MEMORIES, json={"content": "x" * 11})
+        status, body = await service.call("POST", MEMORIES, json={"content": "x" * 11})
         assert status == 400
         assert_error(body, "VALIDATION_ERROR", {"field": "content", "reason": "too_long"})
-        status, _ = await api(service, "POST", MEMORIES, json={"content": "x" * 10})
+        status, _ = await service.call("POST", MEMORIES, json={"content": "x" * 10})
         assert status == 201
 
 
@@ -607,7 +586,7 @@ class TestSameMeaning:
         ids=lambda value: str(value)[:30],
     )
     async def test_bad_create(self, service: Service, data: dict[str, Any]) -> None:
-        status, single = await api(service, "POST", MEMORIES, json=data)
+        status, single = await service.call("POST", MEMORIES, json=data)
         assert status == 400
         _, batch = await service.batch([{"type": "create", "data": data}])
         operation = batch["data"]["operations"][0]
@@ -625,15 +604,15 @@ class TestSameMeaning:
     async def test_missing_id(
         self, service: Service, method: str, op: dict[str, Any], json: Any
     ) -> None:
-        status, single = await api(service, method, f"{MEMORIES}/{MISSING}", json=json)
+        status, single = await service.call(method, f"{MEMORIES}/{MISSING}", json=json)
         assert status == 404
         _, batch = await service.batch([{**op, "id": MISSING}])
         assert batch["data"]["operations"][0]["error"] == single["error"]
 
     async def test_bad_update(self, service: Service) -> None:
         memory_id = await create(service)
-        status, single = await api(
-            service, "PATCH", f"{MEMORIES}/{memory_id}", json={"tags": ["ok", None]}
+        status, single = await service.call(
+            "PATCH", f"{MEMORIES}/{memory_id}", json={"tags": ["ok", None]}
         )
         assert status == 400
         _, batch = await service.batch(
@@ -646,7 +625,7 @@ class TestSameMeaning:
         await create(service, content="the quick brown fox", tags=["animal"])
         await create(service, content="a quick recipe")
         query = {"query": "quick", "options": {"limit": 5, "tags": ["animal"]}}
-        _, single = await api(service, "POST", f"{MEMORIES}/search", json=query)
+        _, single = await service.call("POST", f"{MEMORIES}/search", json=query)
         _, batch = await service.batch([{"type": "search", **query}])
         assert batch["data"]["operations"][0]["result"] == single["data"]
         assert single["data"]["total"] == 1

@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import ClientResponse
-from batchsvc_backends.memory import MemoryStore
+from faults import FaultyStorage
 from support import Service
-
-from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import Page, Vector
 
 ServiceFactory = Callable[..., Awaitable[Service]]
 
@@ -781,69 +777,22 @@ class TestBatchStatus:
         assert await memory_count(service) == 0
 
 
-class CrashingStore:
+SECRET = "secret-internal-detail-7f3a"
+
+
+def crashing_store() -> FaultyStorage:
     """The in-memory backend, except that `get` and `list` fail with an unexpected error (a bug
     in a backend, not a BackendError it meant to raise)."""
-
-    SECRET = "secret-internal-detail-7f3a"
-    supports_transactions = True
-    supports_vectors = False
-
-    def __init__(self) -> None:
-        self.inner = MemoryStore()
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> Self:
-        return cls()
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.inner.__aexit__(exc_type, exc, tb)
-
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    def transaction(self, tenant: str) -> Any:
-        return self.inner.transaction(tenant)
-
-    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        await self.inner.create(tenant, memory, vector)
-
-    async def get(self, tenant: str, memory_id: str) -> Memory | None:
-        raise RuntimeError(f"{self.SECRET}: get exploded")
-
-    async def update(
-        self,
-        tenant: str,
-        memory_id: str,
-        patch: MemoryPatch,
-        now: str,
-        vector: Vector | None = None,
-    ) -> Memory | None:
-        return await self.inner.update(tenant, memory_id, patch, now, vector)
-
-    async def delete(self, tenant: str, memory_id: str) -> bool:
-        return await self.inner.delete(tenant, memory_id)
-
-    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
-        return await self.inner.search(tenant, query)
-
-    async def list(self, tenant: str, **kwargs: Any) -> Page:
-        raise RuntimeError(f"{self.SECRET}: list exploded")
+    store = FaultyStorage()
+    for method in ("get", "list"):
+        store.fail(method, times=1000, error=RuntimeError(f"{SECRET}: {method} exploded"))
+    return store
 
 
 def assert_no_leak(text: str) -> None:
     assert "Traceback" not in text
     assert "RuntimeError" not in text
-    assert CrashingStore.SECRET not in text
+    assert SECRET not in text
     assert "exploded" not in text
     assert ".py" not in text
 
@@ -855,7 +804,7 @@ class TestInternalErrors:
     async def test_in_a_batch_only_the_faulty_operation_fails(
         self, service_factory: ServiceFactory
     ) -> None:
-        service = await service_factory(storage=CrashingStore())
+        service = await service_factory(storage=crashing_store())
         ops = [*creates(1), {"type": "read", "id": "$0"}, *creates(1)]
         response = await service.client.post(
             BATCH,
@@ -874,7 +823,7 @@ class TestInternalErrors:
         assert data["operations"][1]["attempts"] == 1  # never retried
 
     async def test_single_read_answers_500(self, service_factory: ServiceFactory) -> None:
-        service = await service_factory(storage=CrashingStore())
+        service = await service_factory(storage=crashing_store())
         created = await service.client.post(
             "/api/v1/memories", json={"content": "x"}, headers=service.auth()
         )
@@ -889,7 +838,7 @@ class TestInternalErrors:
     async def test_a_crash_outside_the_executor_answers_500(
         self, service_factory: ServiceFactory
     ) -> None:
-        service = await service_factory(storage=CrashingStore())
+        service = await service_factory(storage=crashing_store())
         response = await service.client.get("/api/v1/memories", headers=service.auth())
         text = await response.text()
         assert response.status == 500

@@ -18,24 +18,6 @@ MEMORIES = "/api/v1/memories"
 MISSING = "mem_0000000000000000"
 
 
-async def api(
-    service: Service,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    params: Any = None,
-    key: str | None = None,
-) -> tuple[int, Any]:
-    kwargs: dict[str, Any] = {"headers": service.auth(key)}
-    if json is not None:
-        kwargs["json"] = json
-    if params is not None:
-        kwargs["params"] = params
-    response = await service.client.request(method, path, **kwargs)
-    return response.status, await response.json()
-
-
 def without_id(error: dict[str, Any], memory_id: str) -> dict[str, Any]:
     """The error with the id it names replaced, so two NOT_FOUNDs can be compared by shape."""
     text = orjson.dumps(error).decode().replace(memory_id, "<id>")
@@ -64,7 +46,7 @@ async def acme_memory(service: Service) -> str:
 
 
 async def snapshot(service: Service, memory_id: str) -> dict[str, Any]:
-    status, body = await api(service, "GET", f"{MEMORIES}/{memory_id}")
+    status, body = await service.call("GET", f"{MEMORIES}/{memory_id}")
     assert status == 200, body
     memory: dict[str, Any] = body["data"]
     return memory
@@ -106,13 +88,12 @@ class TestSingleEndpoints:
     ) -> None:
         await service.create("globex own plan", key=globex, tags=["plan"])
         query = {"query": "acme quarterly secret plan", "options": {"limit": 100}}
-        status, body = await api(service, "POST", f"{MEMORIES}/search", json=query, key=globex)
+        status, body = await service.call("POST", f"{MEMORIES}/search", json=query, key=globex)
         assert status == 200
         assert acme_memory not in [hit["id"] for hit in body["data"]["results"]]
         assert all(hit["content"] == "globex own plan" for hit in body["data"]["results"])
         for options in ({"tags": ["secret"]}, {"filters": {"owner": "acme"}}):
-            status, body = await api(
-                service,
+            status, body = await service.call(
                 "POST",
                 f"{MEMORIES}/search",
                 json={"query": "plan", "options": options},
@@ -121,31 +102,31 @@ class TestSingleEndpoints:
             assert status == 200
             assert body["data"] == {"results": [], "total": 0}
         # A still finds its own.
-        _, mine = await api(service, "POST", f"{MEMORIES}/search", json=query)
+        _, mine = await service.call("POST", f"{MEMORIES}/search", json=query)
         assert [hit["id"] for hit in mine["data"]["results"]] == [acme_memory]
 
     async def test_list_shows_only_own(
         self, service: Service, globex: str, acme_memory: str
     ) -> None:
-        status, body = await api(service, "GET", MEMORIES, key=globex)
+        status, body = await service.call("GET", MEMORIES, key=globex)
         assert status == 200
         assert body["data"] == {"items": [], "next_cursor": None}
         own = await service.create("globex memory", key=globex, tags=["secret"])
         for params in ({}, {"tag": "secret"}, {"memory_type": "context"}):
-            _, body = await api(service, "GET", MEMORIES, params=params, key=globex)
+            _, body = await service.call("GET", MEMORIES, params=params, key=globex)
             assert [item["id"] for item in body["data"]["items"]] == [own]
-        _, body = await api(service, "GET", MEMORIES)
+        _, body = await service.call("GET", MEMORIES)
         assert [item["id"] for item in body["data"]["items"]] == [acme_memory]
 
     async def test_a_foreign_cursor_reveals_nothing(self, service: Service, globex: str) -> None:
         acme_ids = {await service.create(f"acme {i}") for i in range(5)}
-        _, first = await api(service, "GET", MEMORIES, params={"limit": "2"})
+        _, first = await service.call("GET", MEMORIES, params={"limit": "2"})
         cursor = first["data"]["next_cursor"]
         assert cursor is not None
         for i in range(5):
             await service.create(f"globex {i}", key=globex)
-        status, body = await api(
-            service, "GET", MEMORIES, params={"cursor": cursor, "limit": "100"}, key=globex
+        status, body = await service.call(
+            "GET", MEMORIES, params={"cursor": cursor, "limit": "100"}, key=globex
         )
         assert status in (200, 400)
         if status == 200:
@@ -232,9 +213,9 @@ class TestReferences:
         assert results[2]["result"]["id"] == created
         assert results[2]["result"]["content"] == "globex final"
         # The new memory is B's: A cannot see it, and A's own is unchanged.
-        status, _ = await api(service, "GET", f"{MEMORIES}/{created}")
+        status, _ = await service.call("GET", f"{MEMORIES}/{created}")
         assert status == 404
-        status, _ = await api(service, "GET", f"{MEMORIES}/{created}", key=globex)
+        status, _ = await service.call("GET", f"{MEMORIES}/{created}", key=globex)
         assert status == 200
         assert (await snapshot(service, acme_memory))["content"] == "acme quarterly secret plan"
 
@@ -259,7 +240,7 @@ class TestKeys:
         self, service: Service, acme_memory: str
     ) -> None:
         second = service.new_key("acme")
-        status, body = await api(service, "GET", f"{MEMORIES}/{acme_memory}", key=second)
+        status, body = await service.call("GET", f"{MEMORIES}/{acme_memory}", key=second)
         assert status == 200
         assert body["data"]["id"] == acme_memory
 
@@ -278,12 +259,12 @@ class TestKeys:
             assert matching[0]["tenant"] == tenant
         # Each stored key still works, so the hashes are what the server checks.
         for secret in (service.key, second_acme, globex):
-            status, _ = await api(service, "GET", MEMORIES, key=secret)
+            status, _ = await service.call("GET", MEMORIES, key=secret)
             assert status == 200
 
     async def test_a_key_hash_is_not_a_key(self, service: Service, keys_file: Path) -> None:
         record = orjson.loads(read_text(keys_file))["keys"][0]
         for token in (record["key_hash"], record["key_id"], "bsk_" + record["key_hash"]):
-            status, body = await api(service, "GET", MEMORIES, key=token)
+            status, body = await service.call("GET", MEMORIES, key=token)
             assert status == 401
             assert body["error"]["code"] == "UNAUTHORIZED"
