@@ -20,6 +20,10 @@ from batchsvc.results import BatchResult
 
 routes = web.RouteTableDef()
 
+# One memory by id. `search` is the search endpoint's own segment, never an id: GET, PATCH or
+# DELETE on /api/v1/memories/search answer 405 (Allow: POST), as its OpenAPI path says.
+MEMORY_PATH = "/api/v1/memories/{id:(?!search$)[^/]+}"
+
 
 def _elapsed_ms(request: web.Request) -> int:
     return int((time.monotonic() - request[STARTED]) * 1000)
@@ -81,18 +85,18 @@ async def create_memory(request: web.Request) -> web.Response:
     return await _one(request, {"type": "create", "data": data}, status=201)
 
 
-@routes.get("/api/v1/memories/{id}")
+@routes.get(MEMORY_PATH)
 async def read_memory(request: web.Request) -> web.Response:
     return await _one(request, {"type": "read", "id": request.match_info["id"]})
 
 
-@routes.patch("/api/v1/memories/{id}")
+@routes.patch(MEMORY_PATH)
 async def update_memory(request: web.Request) -> web.Response:
     data = await _object_body(request)
     return await _one(request, {"type": "update", "id": request.match_info["id"], "data": data})
 
 
-@routes.delete("/api/v1/memories/{id}")
+@routes.delete(MEMORY_PATH)
 async def delete_memory(request: web.Request) -> web.Response:
     return await _one(request, {"type": "delete", "id": request.match_info["id"]})
 
@@ -147,6 +151,9 @@ async def list_memories(request: web.Request) -> web.Response:
             "cursor is not one this service gave out",
             {"field": "cursor", "reason": "invalid_cursor"},
         ) from None
+    except BackendError as error:
+        # The same answer a read gets from a failing backend (the executor's mapping).
+        raise ApiError(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from error
     items = [memory.to_json() for memory in page.items]
     return success({"items": items, "next_cursor": page.next_cursor})
 
