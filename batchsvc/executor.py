@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -33,8 +32,8 @@ from batchsvc.operations import (
     SearchOp,
     UpdateOp,
 )
-from batchsvc.plan import dependencies
 from batchsvc.results import BatchResult, OperationResult
+from batchsvc.scheduler import ParallelScheduler
 from batchsvc.simulate import validate_batch
 from batchsvc.storage import MemoryOps, Storage
 
@@ -195,7 +194,18 @@ class BatchExecutor:
             for index in range(len(run.operations)):
                 await self._step(run, index)
             return
-        await _ParallelScheduler(self, run).run()
+        scheduler = ParallelScheduler(
+            run.operations,
+            functools.partial(self._step, run),
+            functools.partial(self._crashed, run),
+            width=self.limits.max_parallel,
+            stops_on_failure=run.stops_on_failure,
+        )
+        await scheduler.run()
+
+    def _crashed(self, run: _Run, index: int, error: Exception) -> None:
+        log.error("scheduler_step_crashed", index=index, error=repr(error))
+        run.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
 
     async def _step(self, run: _Run, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
@@ -350,69 +360,3 @@ def _first_unsuccessful(results: list[OperationResult]) -> int:
 
 def _not_found(memory_id: str) -> _Failure:
     return _Failure(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})
-
-
-class _ParallelScheduler:
-    """Runs ready operations as tasks, at most `max_parallel` at once, lowest index first."""
-
-    def __init__(self, executor: BatchExecutor, run: _Run) -> None:
-        self.executor = executor
-        self.run_state = run
-        ops = run.operations
-        deps = dependencies(ops)
-        if run.stops_on_failure:
-            deps = _barrier_at_first_invalid(ops, deps)
-        self.waiting = [len(d) for d in deps]
-        self.dependents: list[list[int]] = [[] for _ in ops]
-        for index, waits in enumerate(deps):
-            for earlier in waits:
-                self.dependents[earlier].append(index)
-        self.ready = [i for i, count in enumerate(self.waiting) if count == 0]
-        heapq.heapify(self.ready)
-        self.running = 0
-        self.remaining = len(ops)
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def run(self) -> None:
-        self._pump()
-        await self.done
-
-    def _pump(self) -> None:
-        width = self.executor.limits.max_parallel
-        while self.ready and self.running < width:
-            index = heapq.heappop(self.ready)
-            self.running += 1
-            task = asyncio.create_task(self.executor._step(self.run_state, index))
-            self.tasks.add(task)
-            task.add_done_callback(functools.partial(self._finished, index=index))
-
-    def _finished(self, task: asyncio.Task[None], *, index: int) -> None:
-        self.tasks.discard(task)
-        self.running -= 1
-        self.remaining -= 1
-        if not task.cancelled() and task.exception() is not None:
-            log.error("scheduler_step_crashed", index=index, error=repr(task.exception()))
-            self.run_state.results[index].fail(ErrorCode.INTERNAL_ERROR, "unexpected error", {})
-        for later in self.dependents[index]:
-            self.waiting[later] -= 1
-            if self.waiting[later] == 0:
-                heapq.heappush(self.ready, later)
-        if self.remaining == 0:
-            if not self.done.done():
-                self.done.set_result(None)
-            return
-        self._pump()
-
-
-def _barrier_at_first_invalid(ops: list[DecodedOperation], deps: list[set[int]]) -> list[set[int]]:
-    """When the batch stops on failure, an invalid operation fails only once every earlier one
-    has finished, and nothing after it starts before it: exactly the sequential outcome."""
-    first = next((i for i, op in enumerate(ops) if isinstance(op, InvalidOperation)), None)
-    if first is None:
-        return deps
-    deps = [set(d) for d in deps]
-    deps[first] = set(range(first))
-    for later in range(first + 1, len(ops)):
-        deps[later].add(first)
-    return deps

@@ -37,16 +37,16 @@ def json_depth(value: Any) -> int:
 
     Iterative: orjson accepts bodies nested about a thousand levels deep, and recursion that
     deep exhausts Python's stack (a 500 instead of a validation error)."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            node = node.values()
-        elif not isinstance(node, list):
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in node)
+        deepest = max(deepest, depth)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):  # only containers add depth
+                stack.append((child, depth + 1))
     return deepest
 
 

@@ -33,6 +33,12 @@ from batchsvc.models import (
 )
 
 OPERATION_TYPES = ("create", "read", "update", "delete", "search")
+MEMORY_FIELDS = frozenset(("content", "title", "memory_type", "metadata", "tags"))
+CREATE_FIELDS = frozenset(("type", "data"))
+UPDATE_FIELDS = frozenset(("type", "id", "data"))
+SEARCH_FIELDS = frozenset(("type", "query", "options"))
+BY_ID_FIELDS = frozenset(("type", "id"))
+SEARCH_OPTIONS = frozenset(("limit", "filters", "tags", "memory_type", "threshold", "mode"))
 REFERENCE = re.compile(r"\$(0|[1-9][0-9]{0,5})")
 
 
@@ -123,7 +129,7 @@ def _tags(value: Any, path: str, limits: Limits) -> tuple[str, ...]:
 
 def _memory_fields(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """The fields of `data` present in the request, each checked (create requires content)."""
-    check_keys(data, ("content", "title", "memory_type", "metadata", "tags"))
+    check_keys(data, MEMORY_FIELDS)
     fields: dict[str, Any] = {}
     if "content" in data:
         fields["content"] = want_string(
@@ -144,7 +150,7 @@ def _memory_fields(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
 
 
 def _create(raw: dict[str, Any], limits: Limits) -> CreateOp:
-    check_keys(raw, ("type", "data"))
+    check_keys(raw, CREATE_FIELDS)
     if "data" not in raw:
         raise FieldError("data", "required", "data is required")
     fields = _memory_fields(want_object(raw["data"], "data"), limits)
@@ -154,7 +160,7 @@ def _create(raw: dict[str, Any], limits: Limits) -> CreateOp:
 
 
 def _update(raw: dict[str, Any], index: int, types: list[str | None], limits: Limits) -> UpdateOp:
-    check_keys(raw, ("type", "id", "data"))
+    check_keys(raw, UPDATE_FIELDS)
     memory_id = _id(raw, index, types)
     if "data" not in raw:
         raise FieldError("data", "required", "data is required")
@@ -167,9 +173,7 @@ def _update(raw: dict[str, Any], index: int, types: list[str | None], limits: Li
 
 def _search_options(raw: Any, limits: Limits) -> tuple[dict[str, Any], bool]:
     options = want_object(raw, "options")
-    check_keys(
-        options, ("limit", "filters", "tags", "memory_type", "threshold", "mode"), "options."
-    )
+    check_keys(options, SEARCH_OPTIONS, "options.")
     query: dict[str, Any] = {}
     if "limit" in options:
         query["limit"] = want_int(options["limit"], "options.limit", 1, limits.max_search_limit)
@@ -189,7 +193,7 @@ def _search_options(raw: Any, limits: Limits) -> tuple[dict[str, Any], bool]:
 
 
 def _search(raw: dict[str, Any], limits: Limits) -> SearchOp:
-    check_keys(raw, ("type", "query", "options"))
+    check_keys(raw, SEARCH_FIELDS)
     if "query" not in raw:
         raise FieldError("query", "required", "query is required")
     text = want_string(
@@ -219,7 +223,7 @@ def decode_operation(
             return _update(raw, index, types, limits)
         if op_type == "search":
             return _search(raw, limits)
-        check_keys(raw, ("type", "id"))
+        check_keys(raw, BY_ID_FIELDS)
         memory_id = _id(raw, index, types)
         return ReadOp(memory_id) if op_type == "read" else DeleteOp(memory_id)
     except FieldError as error:
