@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from attrs import define
 
 KEY_PATTERN = re.compile(r"bsk_[A-Za-z0-9_-]{43}")
 
@@ -105,9 +106,23 @@ class TestBadConfiguration:
         assert "'oracle'" in result.stderr and "memory" in result.stderr
 
 
+@define
+class Served:
+    base: str
+    key: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> str:
+        """Stop the server with SIGTERM (it must exit cleanly); its standard error."""
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=15)
+        assert self.process.returncode == 0
+        return stderr.decode()
+
+
 @pytest.fixture
-def served(tmp_path: Path, config_file: Path) -> Iterator[tuple[str, str]]:
-    """A real `batchsvc serve` process; yields its base URL and a key made by the CLI."""
+def served_process(tmp_path: Path, config_file: Path) -> Iterator[Served]:
+    """A real `batchsvc serve` process and a key made by the CLI."""
     key = run_cli(
         "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
     ).stdout.strip()
@@ -135,10 +150,17 @@ def served(tmp_path: Path, config_file: Path) -> Iterator[tuple[str, str]]:
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
-        yield base, key
+        yield Served(base, key, process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def served(served_process: Served) -> Iterator[tuple[str, str]]:
+    yield served_process.base, served_process.key
+    served_process.stop()
 
 
 class TestServe:
@@ -168,3 +190,30 @@ class TestServe:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.load(response)["data"]["items"] == []
+
+
+class TestLogs:
+    """`serve` logs one JSON line per request on standard error, with its context."""
+
+    def test_request_lines_carry_context(self, served_process: Served) -> None:
+        body = json.dumps({"operations": [{"type": "create", "data": {"content": "hi"}}]})
+        request = urllib.request.Request(
+            f"{served_process.base}/api/v1/batch",
+            data=body.encode(),
+            headers={
+                "Authorization": f"Bearer {served_process.key}",
+                "Content-Type": "application/json",
+                "X-Batch-Id": "logged-batch",
+                "X-Request-Id": "req-from-client",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["X-Request-Id"] == "req-from-client"
+        lines = [json.loads(line) for line in served_process.stop().splitlines() if line[:1] == "{"]
+        logged = [line for line in lines if line.get("request_id") == "req-from-client"]
+        assert len(logged) == 1
+        entry = logged[0]
+        assert entry["event"] == "request" and entry["status"] == 200
+        assert entry["batch_id"] == "logged-batch" and entry["tenant"] == "acme"
+        assert entry["path"] == "/api/v1/batch" and entry["level"] == "info"
+        assert served_process.key not in json.dumps(lines)
