@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from faults import FaultyStorage
 from support import Service, make_config
 
 from batchsvc.http.app import create_app
@@ -39,3 +40,14 @@ def service_factory(aiohttp_client: Any, keys_file: Path) -> ServiceFactory:
 async def service(service_factory: ServiceFactory) -> Service:
     """The default service: in-memory backend, generous rate limits."""
     return await service_factory()
+
+
+@pytest.fixture
+def faulty() -> FaultyStorage:
+    """A real MemoryStore that can be told to fail, stall and count calls."""
+    return FaultyStorage()
+
+
+@pytest.fixture
+async def faulty_service(service_factory: ServiceFactory, faulty: FaultyStorage) -> Service:
+    return await service_factory(storage=faulty)
