@@ -15,14 +15,25 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class DeadlineExpired(Exception):
+    """`run_until`'s own deadline cancelled the call (so, by the storage contract, it changed
+    nothing). Distinct from a TimeoutError the call itself raised, which says no such thing."""
+
+
 async def run_until(coro: Coroutine[Any, Any, T], until: float) -> T:
-    """Await `coro`, raising TimeoutError if it still runs at loop time `until`."""
+    """Await `coro`, raising DeadlineExpired if it still runs at loop time `until`."""
     try:
         yielded = coro.send(None)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-    async with asyncio.timeout_at(until):
-        return await _Resumed(coro, yielded)
+    timeout = asyncio.timeout_at(until)
+    try:
+        async with timeout:
+            return await _Resumed(coro, yielded)
+    except TimeoutError:
+        if timeout.expired():
+            raise DeadlineExpired from None
+        raise
 
 
 class _Resumed(Awaitable[T]):

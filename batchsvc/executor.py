@@ -7,6 +7,7 @@ transient faults with backoff and jitter, the batch deadline, `validate_only` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import time
@@ -17,7 +18,7 @@ import structlog
 from attrs import evolve
 
 from batchsvc.batch import BatchOptions, BatchRequest
-from batchsvc.eager import run_until
+from batchsvc.eager import DeadlineExpired, run_until
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
 from batchsvc.limits import Limits
 from batchsvc.models import SearchMode, SearchQuery, new_memory_id, utc_now
@@ -148,7 +149,13 @@ class BatchExecutor:
         deadline = start + request.options.timeout_ms / 1000
         request = evolve(request, operations=self.check_mode(request.operations))
         if request.options.validate_only:
-            results = await validate_batch(self.storage, tenant, request.operations)
+            results = await validate_batch(
+                self.storage,
+                tenant,
+                request.operations,
+                self._loop_time(deadline),
+                self.limits.operation_timeout_ms / 1000,
+            )
             return BatchResult(batch_id, results)
         if request.options.atomic:
             return await self._run_atomic(tenant, request, batch_id, deadline)
@@ -161,7 +168,14 @@ class BatchExecutor:
     ) -> BatchResult:
         run: _Run | None = None
         try:
-            async with self.storage.transaction(tenant) as tx:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    # Waiting for the transaction (another atomic batch of this tenant may
+                    # hold it) counts against this batch's deadline like anything else.
+                    async with asyncio.timeout_at(self._loop_time(deadline)):
+                        tx = await stack.enter_async_context(self.storage.transaction(tenant))
+                except TimeoutError:
+                    return _all_timed_out(batch_id, request)
                 run = _Run(tenant, request, tx, deadline)
                 await self._schedule(run)
                 if not all(r.status == "success" for r in run.results):
@@ -202,10 +216,18 @@ class BatchExecutor:
             stops_on_failure=run.stops_on_failure,
         )
         await scheduler.run()
+        if run.stopped_after is not None:
+            # Reads and searches run ahead of a failure that a sequential run would have
+            # stopped at (writes wait, see plan.py). They changed nothing, so they are
+            # reported as a sequential run reports them: skipped, after the first failure.
+            for result in run.results[run.stopped_after + 1 :]:
+                if not (result.error and result.error.code is ErrorCode.TIMEOUT):
+                    _skip_after(result, run.stopped_after)
 
     def _crashed(self, run: _Run, index: int, error: Exception) -> None:
         log.error("scheduler_step_crashed", index=index, error=repr(error))
         run.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
+        _note_failure(run, index)
 
     async def _step(self, run: _Run, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
@@ -219,17 +241,12 @@ class BatchExecutor:
                 {"timeout_ms": run.options.timeout_ms},
             )
             return
-        if run.stopped_after is not None:
-            after = run.stopped_after
-            result.skip(
-                ErrorCode.SKIPPED,
-                f"not run: operation {after} failed and the batch stops at its first failure",
-                {"after_index": after},
-            )
+        if run.stopped_after is not None and index > run.stopped_after:
+            _skip_after(result, run.stopped_after)
             return
         await self._execute(run, index)
-        if result.status == "failed" and run.stops_on_failure and run.stopped_after is None:
-            run.stopped_after = index
+        if result.status == "failed":
+            _note_failure(run, index)
 
     async def _execute(self, run: _Run, index: int) -> None:
         op = run.operations[index]
@@ -285,12 +302,10 @@ class BatchExecutor:
         self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
     ) -> dict[str, Any]:
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
-        # asyncio.timeout_at reads the loop's clock; convert our deadline into it.
-        loop_now = asyncio.get_running_loop().time()
-        until = loop_now + (min(op_deadline, run.deadline) - self._clock())
+        until = self._loop_time(min(op_deadline, run.deadline))
         try:
             return await run_until(self._call(run, op, memory_id, new_id, index), until)
-        except TimeoutError:
+        except DeadlineExpired:
             if self._clock() >= run.deadline:
                 raise _Failure(
                     ErrorCode.TIMEOUT,
@@ -315,11 +330,24 @@ class BatchExecutor:
             raise _Failure(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
         except _Failure:
             raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # a real cancellation of this batch: let it unwind
+            # The backend raised CancelledError of its own accord: a fault in it, not ours.
+            log.error("backend_raised_cancelled", index=index, type=op.type)
+            raise _Failure(
+                ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
+            ) from None
         except Exception:
             log.exception("operation_crashed", index=index, type=op.type)
             raise _Failure(
                 ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
             ) from None
+
+    def _loop_time(self, moment: float) -> float:
+        """`moment` on our clock as a time on the loop's clock, which asyncio timeouts read."""
+        return asyncio.get_running_loop().time() + (moment - self._clock())
 
     async def _call(
         self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
@@ -352,6 +380,32 @@ class BatchExecutor:
     async def _search(self, run: _Run, query: SearchQuery) -> dict[str, Any]:
         hits = await run.ops.search(run.tenant, query)
         return {"results": [hit.to_json() for hit in hits], "total": len(hits)}
+
+
+def _all_timed_out(batch_id: str, request: BatchRequest) -> BatchResult:
+    results = [OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)]
+    for result in results:
+        result.skip(
+            ErrorCode.TIMEOUT,
+            "not run: the batch deadline passed while waiting for the transaction",
+            {"timeout_ms": request.options.timeout_ms},
+        )
+    return BatchResult(batch_id, results, atomic_failed_index=0)
+
+
+def _note_failure(run: _Run, index: int) -> None:
+    """The batch stops at its lowest failed index; in parallel, failures arrive in any order."""
+    if run.stops_on_failure and (run.stopped_after is None or index < run.stopped_after):
+        run.stopped_after = index
+
+
+def _skip_after(result: OperationResult, after: int) -> None:
+    result.skip(
+        ErrorCode.SKIPPED,
+        f"not run: operation {after} failed and the batch stops at its first failure",
+        {"after_index": after},
+    )
+    result.attempts = 0
 
 
 def _first_unsuccessful(results: list[OperationResult]) -> int:

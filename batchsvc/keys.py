@@ -71,7 +71,9 @@ class KeyStore:
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The active key with this secret, or None."""
-        if not key.startswith(KEY_PREFIX):
+        # Keys are ASCII; a header with other bytes (aiohttp keeps them as surrogates) is
+        # simply not a key, never a crash while hashing it.
+        if not key.startswith(KEY_PREFIX) or not key.isascii():
             return None
         found = self._load().get(hash_key(key))
         # The dict lookup already matched the hash; compare again in constant time anyway so

@@ -18,8 +18,18 @@ def _key(op: DecodedOperation, index: int) -> str | None:
     return f"${op.id.index}" if isinstance(op.id, Ref) else op.id
 
 
-def dependencies(operations: list[DecodedOperation]) -> list[set[int]]:
-    """For each operation, the earlier ones it must wait for."""
+def is_write(op: DecodedOperation) -> bool:
+    return isinstance(op, CreateOp) or op.type in ("update", "delete")
+
+
+def dependencies(operations: list[DecodedOperation], stops_on_failure: bool) -> list[set[int]]:
+    """For each operation, the earlier ones it must wait for.
+
+    When the batch stops at its first failure, a write also waits for every earlier operation:
+    it may take effect only once nothing before it has failed. Reads and searches still run
+    early; they change nothing, so one that turns out to follow a failure is reported skipped
+    as if it never ran, and the results stay those of a sequential run.
+    """
     deps: list[set[int]] = []
     last_on_key: dict[str, int] = {}
     writes: list[int] = []
@@ -36,8 +46,10 @@ def dependencies(operations: list[DecodedOperation]) -> list[set[int]]:
                 waits.add(last_on_key[key])
             if key is not None:
                 last_on_key[key] = index
-            if not isinstance(op.type, str) or op.type != "read":
+            if is_write(op):
                 waits.update(searches)
                 writes.append(index)
+                if stops_on_failure:
+                    waits.update(range(index))
         deps.append(waits)
     return deps

@@ -12,7 +12,7 @@ import asyncio
 import heapq
 from collections.abc import Awaitable, Callable
 
-from batchsvc.operations import DecodedOperation, InvalidOperation
+from batchsvc.operations import DecodedOperation
 from batchsvc.plan import dependencies
 
 
@@ -26,9 +26,7 @@ class ParallelScheduler:
         width: int,
         stops_on_failure: bool,
     ) -> None:
-        deps = dependencies(operations)
-        if stops_on_failure:
-            deps = _barrier_at_first_invalid(operations, deps)
+        deps = dependencies(operations, stops_on_failure)
         self._step = step
         self._on_crash = on_crash
         self._width = width
@@ -43,8 +41,18 @@ class ParallelScheduler:
         self._changed = asyncio.Event()
 
     async def run(self) -> None:
-        workers = min(self._width, self._unfinished)
-        await asyncio.gather(*(self._worker() for _ in range(workers)))
+        workers = [
+            asyncio.create_task(self._worker()) for _ in range(min(self._width, self._unfinished))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            # One worker died of something no step should raise (or we were cancelled): stop
+            # the others before anyone unwinds, so none writes through a closed transaction.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
 
     async def _worker(self) -> None:
         while self._unfinished:
@@ -58,7 +66,8 @@ class ParallelScheduler:
                 await self._step(index)
             except Exception as error:  # a bug, not an operation's failure: report, go on
                 self._on_crash(index, error)
-            self._finished(index)
+            finally:
+                self._finished(index)
 
     def _finished(self, index: int) -> None:
         self._unfinished -= 1
@@ -67,16 +76,3 @@ class ParallelScheduler:
             if self._waiting[later] == 0:
                 heapq.heappush(self._ready, later)
         self._changed.set()
-
-
-def _barrier_at_first_invalid(ops: list[DecodedOperation], deps: list[set[int]]) -> list[set[int]]:
-    """When the batch stops on failure, an invalid operation fails only once every earlier one
-    has finished, and nothing after it starts before it: exactly the sequential outcome."""
-    first = next((i for i, op in enumerate(ops) if isinstance(op, InvalidOperation)), None)
-    if first is None:
-        return deps
-    deps = [set(d) for d in deps]
-    deps[first] = set(range(first))
-    for later in range(first + 1, len(ops)):
-        deps[later].add(first)
-    return deps

@@ -6,7 +6,10 @@ yet, so ids, references, deletes earlier in the batch and merged metadata limits
 
 from __future__ import annotations
 
-from batchsvc.errors import ErrorCode, FieldError
+import asyncio
+
+from batchsvc.eager import DeadlineExpired, run_until
+from batchsvc.errors import BackendError, ErrorCode, FieldError
 from batchsvc.models import Memory, new_memory_id, utc_now
 from batchsvc.operations import (
     CreateOp,
@@ -21,14 +24,25 @@ from batchsvc.storage import MemoryOps
 
 
 async def validate_batch(
-    storage: MemoryOps, tenant: str, operations: list[DecodedOperation]
+    storage: MemoryOps,
+    tenant: str,
+    operations: list[DecodedOperation],
+    deadline: float,
+    operation_timeout: float,
 ) -> list[OperationResult]:
+    """`deadline` is on the loop's clock; reads of stored memories obey it and
+    `operation_timeout` (seconds) like the operations of a real run, and a failing backend
+    fails the operation that needed it, as it would in a real run."""
+    loop = asyncio.get_running_loop()
     state: dict[str, Memory | None] = {}
     valid_creates: dict[int, str] = {}
     results = []
     for index, op in enumerate(operations):
         result = OperationResult(index=index, type=op.type)
         results.append(result)
+        if loop.time() >= deadline:
+            result.skip(ErrorCode.TIMEOUT, "not checked: the batch deadline passed first", {})
+            continue
         if isinstance(op, InvalidOperation):
             result.fail_validation(op.error)
             continue
@@ -49,7 +63,15 @@ async def validate_batch(
             else:
                 memory_id = op.id
             if memory_id not in state:
-                state[memory_id] = await storage.get(tenant, memory_id)
+                until = min(deadline, loop.time() + operation_timeout)
+                try:
+                    state[memory_id] = await run_until(storage.get(tenant, memory_id), until)
+                except DeadlineExpired:
+                    result.fail(ErrorCode.TIMEOUT, "storage did not answer in time", {})
+                    continue
+                except BackendError:
+                    result.fail(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {})
+                    continue
             current = state[memory_id]
             if current is None:
                 result.fail(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})

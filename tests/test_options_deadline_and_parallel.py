@@ -107,12 +107,35 @@ class TestParallel:
         service = await service_factory(storage=faulty)
         faulty.delay("create", 0.1)
         batch = [create(f"quick item {i}", tags=[f"t{i}"]) for i in range(10)]
-        status_seq, sequential, slow = await timed_batch(service, batch, {"parallel": False})
-        status_par, parallel, fast = await timed_batch(service, batch, {"parallel": True})
+        options = {"continue_on_error": True}
+        status_seq, sequential, slow = await timed_batch(
+            service, batch, {**options, "parallel": False}
+        )
+        status_par, parallel, fast = await timed_batch(
+            service, batch, {**options, "parallel": True}
+        )
         assert status_seq == status_par == 200
         assert slow >= 0.9
         assert fast * 3 < slow
         assert comparable(sequential) == comparable(parallel)
+
+    async def test_stopping_at_a_failure_makes_writes_wait_but_not_reads(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        """With continue_on_error false (the default) a write may take effect only once nothing
+        before it has failed, so writes run one after another; reads still run together."""
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty)
+        ids = [await service.create(f"present {i}") for i in range(8)]
+        faulty.delay("create", 0.1)
+        faulty.delay("get", 0.1)
+        status, _, reads_took = await timed_batch(service, [read(i) for i in ids])
+        assert status == 200
+        assert reads_took < 0.4  # eight 0.1 s reads side by side, not 0.8 s in a row
+        creates = [create(f"new {i}") for i in range(5)]
+        status, _, writes_took = await timed_batch(service, creates)
+        assert status == 200
+        assert writes_took >= 0.5
 
     async def test_ordering_rules_hold_with_slow_early_operations(
         self, service_factory: ServiceFactory

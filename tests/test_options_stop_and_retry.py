@@ -162,8 +162,9 @@ class TestStopOnFirstFailure:
     async def test_parallel_runtime_failure_is_truthful(
         self, service_factory: ServiceFactory
     ) -> None:
-        """A NOT_FOUND while slow creates are in flight: what started may finish (and says so),
-        what had not started is skipped and had no effect; results stay in request order."""
+        """A NOT_FOUND while slow writes are in flight gives exactly the sequential outcome:
+        everything before it took effect, everything after it is skipped and had no effect
+        (writes wait for every earlier operation; reads run ahead and are then discarded)."""
         faulty = FaultyStorage()
         service = await service_factory(storage=faulty)
         existing = await service.create("existing memory")
@@ -196,21 +197,19 @@ class TestStopOnFirstFailure:
                     "details": {"after_index": 4},
                 }
                 assert op["attempts"] == 0
-        # Operations that had not started when op 4 failed: the ones waiting on a slow one.
-        assert ops[3]["status"] == ops[7]["status"] == ops[9]["status"] == "skipped"
-        assert ops[6]["status"] == "skipped"
+        assert [op["status"] for op in ops] == ["success"] * 4 + ["failed"] + ["skipped"] * 5
         # Truthfulness, through the API.
         final = {m["id"]: m for m in await stored(service)}
         by_content = {m["content"]: m for m in final.values()}
-        for index, content in ((0, "c0 zero"), (1, "c1 one"), (5, "c5 five"), (8, "c8 eight")):
-            if ops[index]["status"] == "success":
-                memory = final[ops[index]["result"]["id"]]
-                assert memory["content"] == content and memory["version"] == 1
-            else:
-                assert content not in by_content
+        assert final[ops[0]["result"]["id"]]["content"] == "c0 changed"  # op 3 took effect
+        assert final[ops[1]["result"]["id"]]["content"] == "c1 one"  # op 9 did not
+        assert "c5 five" not in by_content and "c8 eight" not in by_content
         assert ops[2]["status"] == "success"
         assert final[existing]["content"] == "existing changed"
         assert final[existing]["version"] == 2
+        # And the same statuses as a sequential run of the same batch.
+        _, sequential = await service.batch(batch, {"parallel": False, "continue_on_error": False})
+        assert [op["status"] for op in ops_of(sequential)] == [op["status"] for op in ops]
 
 
 # max_retries ---------------------------------------------------------------------------------

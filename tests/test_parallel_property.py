@@ -79,12 +79,15 @@ def seeded_storage(delays: random.Random) -> FaultyStorage:
 
 
 async def run_batch(
-    operations: list[dict[str, Any]], parallel: bool, delays: random.Random
+    operations: list[dict[str, Any]],
+    parallel: bool,
+    delays: random.Random,
+    continue_on_error: bool = True,
 ) -> tuple[Any, Any]:
     """The normalised per-operation results and final state of one run."""
     storage = seeded_storage(delays)
     limits = Limits()
-    options = {"continue_on_error": True, "parallel": parallel}
+    options = {"continue_on_error": continue_on_error, "parallel": parallel}
     request = decode_batch(
         {"operations": operations, "options": options}, limits, supports_transactions=True
     )
@@ -116,18 +119,23 @@ def normalise(value: Any, names: dict[str, str]) -> Any:
 
 class TestParallelEqualsSequential:
     """Any mix of creates, reads, updates and deletes (on `$N`, on existing ids, on a missing
-    one) and searches gives the same results and the same final state in both modes."""
+    one) and searches gives the same results and the same final state in both modes, whether
+    the batch goes on after failures or stops at the first."""
 
     @settings(
-        max_examples=60,
+        max_examples=100,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(operations=batches(), seed=st.integers(0, 2**32 - 1))
+    @given(operations=batches(), seed=st.integers(0, 2**32 - 1), continue_on_error=st.booleans())
     def test_same_results_and_final_state(
-        self, operations: list[dict[str, Any]], seed: int
+        self, operations: list[dict[str, Any]], seed: int, continue_on_error: bool
     ) -> None:
-        sequential = asyncio.run(run_batch(operations, False, random.Random(seed)))
-        parallel = asyncio.run(run_batch(operations, True, random.Random(seed + 1)))
+        sequential = asyncio.run(
+            run_batch(operations, False, random.Random(seed), continue_on_error)
+        )
+        parallel = asyncio.run(
+            run_batch(operations, True, random.Random(seed + 1), continue_on_error)
+        )
         assert parallel[0] == sequential[0]
         assert parallel[1] == sequential[1]
