@@ -18,12 +18,15 @@ from batchsvc.http.keys import (
     CONFIG,
     EXECUTOR,
     KEY_STORE,
+    METRICS,
     RATE_LIMITER,
     STORAGE,
 )
-from batchsvc.http.middleware import auth_middleware, envelope_middleware
+from batchsvc.http.middleware import auth_middleware, envelope_middleware, metrics_middleware
 from batchsvc.http.responses import json_response
 from batchsvc.keys import KeyStore
+from batchsvc.metered_storage import MeteredStorage
+from batchsvc.metrics import Metrics
 from batchsvc.plugins import load_backend
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
 from batchsvc.storage import Storage
@@ -46,12 +49,16 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
     """Build the service. `storage` overrides the configured backend (tests wrap backends)."""
-    backend = storage or load_backend(config.storage.backend, config.storage.options)
+    metrics = Metrics()
+    backend = MeteredStorage(
+        storage or load_backend(config.storage.backend, config.storage.options), metrics
+    )
     app = web.Application(
-        middlewares=[envelope_middleware, auth_middleware],
+        middlewares=[metrics_middleware, envelope_middleware, auth_middleware],
         client_max_size=config.limits.max_body_bytes,
     )
     app[CONFIG] = config
+    app[METRICS] = metrics
     app[STORAGE] = backend
     app[EXECUTOR] = BatchExecutor(backend, config.limits)
     app[KEY_STORE] = KeyStore(Path(config.auth.keys_file))

@@ -7,12 +7,13 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from batchsvc.batch import BatchOptions, BatchRequest, batch_id_from_header, decode_batch
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError
 from batchsvc.fields import want_choice, want_int, want_string
 from batchsvc.http.body import read_json
-from batchsvc.http.keys import CONFIG, EXECUTOR, STARTED, STORAGE, TENANT
+from batchsvc.http.keys import CONFIG, EXECUTOR, METRICS, STARTED, STORAGE, TENANT
 from batchsvc.http.responses import json_response, success
 from batchsvc.models import MEMORY_TYPES
 from batchsvc.operations import decode_operation
@@ -40,6 +41,7 @@ async def batch(request: web.Request) -> web.Response:
     batch_id = batch_id_from_header(request.headers.get("X-Batch-Id"))
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
     result = await executor.run(request[TENANT], batch_request, batch_id, request[STARTED])
+    request.app[METRICS].batch_finished(result, validate_only=batch_request.options.validate_only)
     data = result.to_json(_elapsed_ms(request))
     headers = {"X-Batch-Id": batch_id}
     if result.atomic_failed_index is not None:
@@ -61,6 +63,7 @@ async def _one(request: web.Request, raw_op: dict[str, Any], status: int = 200) 
     result: BatchResult = await request.app[EXECUTOR].run(
         request[TENANT], BatchRequest([op], options), batch_id, request[STARTED]
     )
+    request.app[METRICS].batch_finished(result, validate_only=False, single=True)
     outcome = result.operations[0]
     if outcome.status == "success":
         return success(outcome.result, status)
@@ -172,3 +175,11 @@ async def readyz(request: web.Request) -> web.Response:
             ErrorCode.BACKEND_UNAVAILABLE, "the storage backend does not answer", {}
         ) from error
     return json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    # Public like /healthz, and outside /api/ so that scrapes never spend a key's rate limit.
+    return web.Response(
+        body=request.app[METRICS].exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

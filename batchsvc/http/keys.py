@@ -7,6 +7,7 @@ from aiohttp import web
 from batchsvc.config import Config
 from batchsvc.executor import BatchExecutor
 from batchsvc.keys import KeyStore
+from batchsvc.metrics import Metrics
 from batchsvc.ratelimit import Policy, RateLimiter
 from batchsvc.storage import Storage
 
@@ -17,6 +18,7 @@ KEY_STORE = web.AppKey("key_store", KeyStore)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 BATCH_POLICY = web.AppKey("batch_policy", Policy)
 API_POLICY = web.AppKey("api_policy", Policy)
+METRICS = web.AppKey("metrics", Metrics)
 
 # Request keys (aiohttp has no typed request keys; these names are the one place they live).
 STARTED = "batchsvc.started"

@@ -1,4 +1,5 @@
-"""Middleware, outermost first: the error envelope and request context, then auth and limits."""
+"""Middleware, outermost first: request metrics, the error envelope and request context, then
+auth and limits."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from batchsvc.http.keys import (
     API_POLICY,
     BATCH_POLICY,
     KEY_STORE,
+    METRICS,
     RATE_HEADERS,
     RATE_LIMITER,
     STARTED,
@@ -23,7 +25,34 @@ from batchsvc.http.responses import error_response, from_http_exception
 
 log = structlog.get_logger("batchsvc.http")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by its matched route and final status.
+
+    Outside the envelope, so that it sees the status the client gets, error envelopes
+    included; the envelope turns every Exception into a response, so what still propagates
+    here is a redirect-like HTTPException (counted with its status) or a cancellation.
+    """
+    started = time.monotonic()
+    resource = request.match_info.route.resource
+    # The canonical path (`/api/v1/memories/{id}`), never the raw one: ids would make a
+    # time series per memory. Anything that matched no route shares one label.
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _observe(request, route, exc.status, started)
+        raise
+    _observe(request, route, response.status, started)
+    return response
+
+
+def _observe(request: web.Request, route: str, status: int, started: float) -> None:
+    seconds = time.monotonic() - started
+    request.app[METRICS].request_finished(request.method, route, status, seconds)
 
 
 @web.middleware
