@@ -1,0 +1,185 @@
+"""The SQL of each operation, on whatever connection and transaction the caller chose.
+
+Nothing here commits, locks or handles cancellation: `batchsvc_backends.sqlite` decides which
+connection runs a function and wraps writes in a transaction. Every function takes the tenant
+and names it in each statement, so no query can reach another tenant's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from batchsvc.lexical import tokenize
+from batchsvc.models import Memory, MemoryPatch
+
+COLUMNS = "id, content, title, memory_type, metadata, tags, created_at, updated_at, version"
+
+
+def words(memory: Memory) -> list[str]:
+    """The words search ranks a memory by: those the in-memory backend indexes."""
+    title = tokenize(memory.title) if memory.title else []
+    return title + tokenize(memory.content)
+
+
+def indexed_text(tenant_number: int, tokens: Iterable[str]) -> str:
+    """The FTS row: each word behind its tenant's number (see `sqlite_schema`)."""
+    return " ".join(f"{tenant_number}_{token}" for token in tokens)
+
+
+def _dump(value: Any) -> str:
+    # The stdlib encoder: exact for any int and float, and keeps key order and Unicode as is.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_memory(row: Sequence[Any]) -> Memory:
+    """A row of COLUMNS as a Memory."""
+    return Memory(
+        id=row[0],
+        content=row[1],
+        title=row[2],
+        memory_type=row[3],
+        metadata=json.loads(row[4]),
+        tags=tuple(json.loads(row[5])),
+        created_at=row[6],
+        updated_at=row[7],
+        version=row[8],
+    )
+
+
+async def fetch(conn: aiosqlite.Connection, tenant: str, memory_id: str) -> Memory | None:
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {COLUMNS} FROM memories WHERE tenant = ? AND id = ?", (tenant, memory_id)
+        )
+    )
+    return to_memory(rows[0]) if rows else None
+
+
+async def _count_in(conn: aiosqlite.Connection, tenant: str, docs: int, tokens: int) -> int:
+    """Add to the tenant's totals (creating its row) and return its number."""
+    rows = list(
+        await conn.execute_fetchall(
+            "INSERT INTO tenants (name, docs, tokens) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET docs = docs + excluded.docs, "
+            "tokens = tokens + excluded.tokens RETURNING id",
+            (tenant, docs, tokens),
+        )
+    )
+    return int(rows[0][0])
+
+
+async def insert(conn: aiosqlite.Connection, tenant: str, memory: Memory) -> None:
+    tokens = words(memory)
+    number = await _count_in(conn, tenant, 1, len(tokens))
+    cursor = await conn.execute(
+        f"INSERT INTO memories (tenant, {COLUMNS}, length) VALUES ({', '.join('?' * 11)})",
+        (
+            tenant,
+            memory.id,
+            memory.content,
+            memory.title,
+            memory.memory_type,
+            _dump(memory.metadata),
+            _dump(list(memory.tags)),
+            memory.created_at,
+            memory.updated_at,
+            memory.version,
+            len(tokens),
+        ),
+    )
+    await conn.execute(
+        "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
+        (cursor.lastrowid, indexed_text(number, tokens)),
+    )
+
+
+async def update(
+    conn: aiosqlite.Connection, tenant: str, memory_id: str, patch: MemoryPatch, now: str
+) -> Memory | None:
+    """Read, patch, write; the caller holds the transaction that makes it one step."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT rowid, length, {COLUMNS} FROM memories WHERE tenant = ? AND id = ?",
+            (tenant, memory_id),
+        )
+    )
+    if not rows:
+        return None
+    rowid, old_length = rows[0][0], rows[0][1]
+    # May raise FieldError: nothing has been written yet, and the caller rolls back anyway.
+    memory = patch.apply(to_memory(rows[0][2:]), now)
+    tokens = words(memory) if patch.changes_text else None
+    await conn.execute(
+        "UPDATE memories SET content = ?, title = ?, memory_type = ?, metadata = ?, tags = ?, "
+        "updated_at = ?, version = ?, length = ? WHERE rowid = ?",
+        (
+            memory.content,
+            memory.title,
+            memory.memory_type,
+            _dump(memory.metadata),
+            _dump(list(memory.tags)),
+            memory.updated_at,
+            memory.version,
+            old_length if tokens is None else len(tokens),
+            rowid,
+        ),
+    )
+    if tokens is not None:
+        number = await _count_in(conn, tenant, 0, len(tokens) - old_length)
+        await conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+        await conn.execute(
+            "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
+            (rowid, indexed_text(number, tokens)),
+        )
+    return memory
+
+
+async def delete(conn: aiosqlite.Connection, tenant: str, memory_id: str) -> bool:
+    rows = list(
+        await conn.execute_fetchall(
+            "DELETE FROM memories WHERE tenant = ? AND id = ? RETURNING rowid, length",
+            (tenant, memory_id),
+        )
+    )
+    if not rows:
+        return False
+    rowid, length = rows[0]
+    await conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+    await _count_in(conn, tenant, -1, -length)
+    return True
+
+
+def kind_filters(tags: tuple[str, ...], memory_type: str | None) -> tuple[str, list[Any]]:
+    """SQL conditions on `memories m` for tags (all present) and type, with their parameters."""
+    sql, params = "", []
+    if memory_type is not None:
+        sql += " AND m.memory_type = ?"
+        params.append(memory_type)
+    for tag in dict.fromkeys(tags):
+        sql += " AND EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)"
+        params.append(tag)
+    return sql, params
+
+
+async def listing(
+    conn: aiosqlite.Connection,
+    tenant: str,
+    tags: tuple[str, ...],
+    memory_type: str | None,
+    limit: int,
+    before: str | None,
+) -> list[Memory]:
+    """Up to `limit` memories newest first (by id), with ids below `before` when given."""
+    where, params = kind_filters(tags, memory_type)
+    if before is not None:
+        where += " AND m.id < ?"
+        params.append(before)
+    rows = await conn.execute_fetchall(
+        f"SELECT {COLUMNS} FROM memories m WHERE m.tenant = ?{where} ORDER BY m.id DESC LIMIT ?",
+        (tenant, *params, limit),
+    )
+    return [to_memory(row) for row in rows]

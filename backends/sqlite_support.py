@@ -1,0 +1,60 @@
+"""Small tools of the SQLite backend: its errors in the contract's terms, and statements that
+must run to their end whatever happens to the task that sent them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import aiosqlite
+
+from batchsvc.errors import BackendError, TransientBackendError
+
+T = TypeVar("T")
+#: What a write does on the connection it is given, inside the transaction it is given.
+Work = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """SQLite's errors as the contract's: busy or locked may pass on a retry, the rest won't."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        message = str(error)
+        if "locked" in message or "busy" in message:
+            raise TransientBackendError(f"sqlite: {message}") from error
+        raise BackendError(f"sqlite: {message}") from error
+    except sqlite3.Error as error:
+        raise BackendError(f"sqlite: {error}") from error
+
+
+async def run_to_end(awaitable: Awaitable[T]) -> tuple[T, bool]:
+    """Await `awaitable` to its end even if we are cancelled meanwhile; also say if we were.
+
+    For statements that must not be abandoned half way: aiosqlite runs them in its thread
+    whatever happens to the awaiting task, and what comes after depends on their outcome.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            cancelled = True
+            if task.done():
+                # It finished in the same loop turn as the cancel came: its outcome stands.
+                return task.result(), cancelled
+
+
+async def undo(conn: aiosqlite.Connection, savepoint: str | None = None) -> None:
+    """Roll back to before the work, even under cancellation; the caller re-raises."""
+    if savepoint is None:
+        # sqlite3's rollback() does nothing when no transaction is open (BEGIN failed).
+        await run_to_end(conn.rollback())
+    else:
+        await run_to_end(conn.execute(f"ROLLBACK TO {savepoint}"))
+        await run_to_end(conn.execute(f"RELEASE {savepoint}"))
