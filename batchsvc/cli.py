@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from batchsvc.config import Config, ConfigError, load_config
-from batchsvc.keys import KeyStore
+from batchsvc.keys import KeyFileError, KeyStore
 from batchsvc.logs import configure_logging
 
 
@@ -49,7 +49,14 @@ def _serve(config: Config, host: str | None, port: int | None) -> None:
 
 
 def _keys(args: argparse.Namespace, config: Config) -> int:
-    store = KeyStore(Path(config.auth.keys_file))
+    try:
+        return _key_command(args, KeyStore(Path(config.auth.keys_file)))
+    except KeyFileError as error:
+        print(f"batchsvc: {error}; fix or move it, nothing was changed", file=sys.stderr)
+        return 2
+
+
+def _key_command(args: argparse.Namespace, store: KeyStore) -> int:
     if args.keys_command == "create":
         try:
             record, secret = store.create(args.tenant)

@@ -19,12 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from attrs import define, frozen
 
 from batchsvc.models import utc_now
 
 KEY_PREFIX = "bsk_"
 TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+log = structlog.get_logger("batchsvc.keys")
+
+
+class KeyFileError(Exception):
+    """The keys file exists but cannot be read as one; nothing rewrites it then."""
 
 
 @frozen
@@ -64,9 +72,12 @@ class KeyStore:
             return self._keys
         stamp = (stat.st_mtime_ns, stat.st_size)
         if self._keys is None or stamp != self._stamp:
-            records = orjson.loads(self.path.read_bytes()).get("keys", [])
-            self._keys = {r["key_hash"]: ApiKey(**r) for r in records}
-            self._stamp = stamp
+            try:
+                records = orjson.loads(self.path.read_bytes())["keys"]
+                keys = {r["key_hash"]: ApiKey(**r) for r in records}
+            except (ValueError, KeyError, TypeError) as error:
+                raise KeyFileError(f"{self.path}: not a keys file this release wrote") from error
+            self._keys, self._stamp = keys, stamp
         return self._keys
 
     def authenticate(self, key: str) -> ApiKey | None:
@@ -75,7 +86,13 @@ class KeyStore:
         # simply not a key, never a crash while hashing it.
         if not key.startswith(KEY_PREFIX) or not key.isascii():
             return None
-        found = self._load().get(hash_key(key))
+        try:
+            found = self._load().get(hash_key(key))
+        except KeyFileError:
+            # Fail closed: a damaged keys file lets nobody in (401), and says why in the log,
+            # rather than answering every request with a 500.
+            log.error("keys_file_unreadable", path=str(self.path))
+            return None
         # The dict lookup already matched the hash; compare again in constant time anyway so
         # that a future change to the lookup cannot open a timing side channel.
         if found is None or not hmac.compare_digest(found.key_hash, hash_key(key)):

@@ -217,3 +217,30 @@ class TestLogs:
         assert entry["batch_id"] == "logged-batch" and entry["tenant"] == "acme"
         assert entry["path"] == "/api/v1/batch" and entry["level"] == "info"
         assert served_process.key not in json.dumps(lines)
+
+
+class TestDamagedKeysFile:
+    """A damaged keys file is never overwritten by the CLI, and lets nobody in (401, not 500)."""
+
+    def test_cli_refuses_and_keeps_the_file(self, tmp_path: Path, config_file: Path) -> None:
+        keys = tmp_path / "state" / "keys.json"
+        keys.parent.mkdir()
+        keys.write_text("{not json", encoding="utf-8")
+        made = run_cli(
+            "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+        )
+        assert made.returncode == 2 and made.stdout == ""
+        assert "keys.json" in made.stderr
+        assert keys.read_text(encoding="utf-8") == "{not json"
+
+    def test_server_answers_401(self, served_process: Served, tmp_path: Path) -> None:
+        keys = tmp_path / "state" / "keys.json"
+        keys.write_text('{"keys": "broken"}', encoding="utf-8")
+        request = urllib.request.Request(
+            f"{served_process.base}/api/v1/memories",
+            headers={"Authorization": f"Bearer {served_process.key}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+        assert "keys_file_unreadable" in served_process.stop()
