@@ -3,7 +3,7 @@
 Nothing survives a restart. Each tenant has its own lock; writes and reads take it, and a
 transaction holds it for its whole life, so nobody sees a change before it commits. Every
 method finishes its change without awaiting anything after taking the lock, which makes
-cancellation trivially truthful.
+cancellation trivially truthful. Vectors sit in a NumPy matrix per tenant (exact cosine).
 """
 
 from __future__ import annotations
@@ -14,31 +14,55 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
+from batchsvc.embedding import embedding_text
 from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.ranking import ranked, select
 from batchsvc.storage import MemoryOps, Page, Vector
+from batchsvc.vectors import VectorIndex
+
+#: What a transaction must restore for one write: the id, the memory and vector before it.
+Undo = list[tuple[str, Memory | None, Vector | None]]
 
 
 def _text(memory: Memory) -> str:
-    return f"{memory.title}\n{memory.content}" if memory.title else memory.content
+    return embedding_text(memory.title, memory.content)
 
 
 class _Tenant:
     def __init__(self) -> None:
         self.memories: dict[str, Memory] = {}
         self.index = LexicalIndex()
+        self.vectors = VectorIndex()
         self.lock = asyncio.Lock()
 
-    def put(self, memory: Memory) -> None:
+    def put(self, memory: Memory, vector: Vector | None = None) -> None:
+        """Store `memory`; `vector` replaces its embedding. A text change without a vector
+        drops the old one, which would rank the memory by words it no longer has: the memory
+        is then found by lexical search only, like one stored while no embedder ran."""
+        if vector is not None:
+            self.vectors.add(memory.id, vector)  # first: a wrong dimension changes nothing
         old = self.memories.get(memory.id)
         self.memories[memory.id] = memory
         if old is None or _text(old) != _text(memory):
             self.index.add(memory.id, _text(memory))
+            if vector is None:
+                self.vectors.remove(memory.id)
 
     def drop(self, memory_id: str) -> None:
         del self.memories[memory_id]
         self.index.remove(memory_id)
+        self.vectors.remove(memory_id)
+
+    def restore(self, memory_id: str, memory: Memory | None, vector: Vector | None) -> None:
+        """Put back exactly what was there before a write: the memory and its vector."""
+        if memory is None:
+            self.drop(memory_id)
+            return
+        self.put(memory, vector)
+        if vector is None:
+            self.vectors.remove(memory_id)
 
     def passes(self, memory: Memory, tags: tuple[str, ...], memory_type: str | None) -> bool:
         if memory_type is not None and memory.memory_type != memory_type:
@@ -49,7 +73,7 @@ class _Tenant:
 class _Ops:
     """The operations on one tenant's data; `undo` records what a transaction must restore."""
 
-    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None]] | None):
+    def __init__(self, store: MemoryStore, undo: Undo | None):
         self._store = store
         self._undo = undo
 
@@ -58,12 +82,14 @@ class _Ops:
 
     def _remember(self, data: _Tenant, memory_id: str) -> None:
         if self._undo is not None:
-            self._undo.append((memory_id, data.memories.get(memory_id)))
+            self._undo.append(
+                (memory_id, data.memories.get(memory_id), data.vectors.get(memory_id))
+            )
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         data = self._data(tenant)
         self._remember(data, memory.id)
-        data.put(memory)
+        data.put(memory, vector)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         return self._data(tenant).memories.get(memory_id)
@@ -82,7 +108,7 @@ class _Ops:
             return None
         updated = patch.apply(current, now)
         self._remember(data, memory_id)
-        data.put(updated)
+        data.put(updated, vector)
         return updated
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
@@ -95,19 +121,16 @@ class _Ops:
 
     async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
         data = self._data(tenant)
-        hits = []
-        for memory_id, raw_score in data.index.scores(query.text).items():
-            # The threshold applies to the score the client sees, so round first.
-            score = round(raw_score, 6)
+
+        def accept(memory_id: str) -> Memory | None:
             memory = data.memories[memory_id]
-            if score < query.threshold or not data.passes(memory, query.tags, query.memory_type):
-                continue
+            if not data.passes(memory, query.tags, query.memory_type):
+                return None
             if query.filter is not None and not matches(query.filter, memory.metadata):
-                continue
-            hits.append(SearchHit(memory, score))
-        # Ties: newest first, which is the highest id (ids increase with creation).
-        hits.sort(key=lambda hit: (hit.score, hit.memory.id), reverse=True)
-        return hits[: query.limit]
+                return None
+            return memory
+
+        return select(query, ranked(query, data.index, data.vectors), accept)
 
     async def list(
         self,
@@ -189,7 +212,7 @@ class _LockedOps(_Ops):
 class _TenantGuard(_Ops):
     """A transaction's ops: bound to one tenant, so a stray call cannot touch another."""
 
-    def __init__(self, store: MemoryStore, undo: list[tuple[str, Memory | None]], tenant: str):
+    def __init__(self, store: MemoryStore, undo: Undo, tenant: str):
         super().__init__(store, undo)
         self._tenant_name = tenant
 
@@ -200,10 +223,10 @@ class _TenantGuard(_Ops):
 
 
 class MemoryStore(_LockedOps):
-    """Memories in dictionaries, with a BM25 index per tenant."""
+    """Memories in dictionaries, with a BM25 index and a vector index per tenant."""
 
     supports_transactions = True
-    supports_vectors = False
+    supports_vectors = True
 
     def __init__(self) -> None:
         super().__init__(self, None)
@@ -238,14 +261,11 @@ class MemoryStore(_LockedOps):
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
         data = self._tenant(tenant)
-        undo: list[tuple[str, Memory | None]] = []
+        undo: Undo = []
         async with data.lock:
             try:
                 yield _TenantGuard(self, undo, tenant)
             except BaseException:
-                for memory_id, previous in reversed(undo):
-                    if previous is None:
-                        data.drop(memory_id)
-                    else:
-                        data.put(previous)
+                for memory_id, previous, vector in reversed(undo):
+                    data.restore(memory_id, previous, vector)
                 raise

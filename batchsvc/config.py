@@ -49,6 +49,14 @@ class StorageConfig:
 
 
 @frozen
+class EmbedderConfig:
+    """An entry point of `batchsvc.embedders`, or `none` for lexical search only."""
+
+    name: str = "wordllama"
+    options: dict[str, Any] = field(factory=dict)
+
+
+@frozen
 class LoggingConfig:
     level: str = "info"
     json: bool = True
@@ -61,6 +69,7 @@ class Config:
     rate_limit: RateLimitConfig = field(factory=RateLimitConfig)
     auth: AuthConfig = field(factory=AuthConfig)
     storage: StorageConfig = field(factory=StorageConfig)
+    embedder: EmbedderConfig = field(factory=EmbedderConfig)
     logging: LoggingConfig = field(factory=LoggingConfig)
 
 

@@ -18,10 +18,17 @@ import structlog
 from attrs import evolve
 
 from batchsvc.batch import BatchOptions, BatchRequest
+from batchsvc.batch_vectors import (
+    BatchVectors,
+    EmbeddingFailed,
+    embed_batch,
+    update_vector,
+)
 from batchsvc.eager import DeadlineExpired, run_until
+from batchsvc.embedding import Embedder, embedding_text
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
 from batchsvc.limits import Limits
-from batchsvc.models import SearchMode, SearchQuery, new_memory_id, utc_now
+from batchsvc.models import MemoryPatch, SearchMode, SearchQuery, new_memory_id, utc_now
 from batchsvc.operations import (
     CreateOp,
     DecodedOperation,
@@ -36,7 +43,7 @@ from batchsvc.operations import (
 from batchsvc.results import BatchResult, OperationResult
 from batchsvc.scheduler import ParallelScheduler
 from batchsvc.simulate import validate_batch
-from batchsvc.storage import MemoryOps, Storage
+from batchsvc.storage import MemoryOps, Storage, Vector
 
 log = structlog.get_logger("batchsvc.executor")
 
@@ -72,6 +79,7 @@ class _Run:
         request: BatchRequest,
         ops: MemoryOps,
         deadline: float,
+        vectors: BatchVectors,
     ) -> None:
         self.tenant = tenant
         self.operations = request.operations
@@ -90,6 +98,7 @@ class _Run:
             if isinstance(op, CreateOp)
         }
         self.stopped_after: int | None = None
+        self.vectors = vectors
 
     @property
     def stops_on_failure(self) -> bool:
@@ -104,17 +113,22 @@ class BatchExecutor:
         storage: Storage,
         limits: Limits,
         *,
-        has_embedder: bool = False,
+        embedder: Embedder | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.storage = storage
         self.limits = limits
-        self.has_embedder = has_embedder
+        self.embedder = embedder
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
+
+    @property
+    def has_embedder(self) -> bool:
+        """Whether semantic and hybrid search exist: an embedder, and a backend for vectors."""
+        return self.embedder is not None and self.storage.supports_vectors
 
     def check_mode(self, operations: list[DecodedOperation]) -> list[DecodedOperation]:
         """Resolve each search's mode; without an embedder only lexical search exists."""
@@ -129,14 +143,14 @@ class BatchExecutor:
         if not op.mode_given:
             mode: SearchMode = "hybrid" if self.has_embedder else "lexical"
             return evolve(op, query=evolve(op.query, mode=mode))
-        if op.query.mode != "lexical" and not (self.has_embedder and self.storage.supports_vectors):
+        if op.query.mode != "lexical" and not self.has_embedder:
             return InvalidOperation(
                 "search",
                 FieldError(
                     "options.mode",
                     "embedder_not_configured",
-                    f"mode {op.query.mode!r} needs an embedder, and none is configured; "
-                    "use mode 'lexical'",
+                    f"mode {op.query.mode!r} needs an embedder and a backend that stores "
+                    "vectors, and this service has not both; use mode 'lexical'",
                 ),
             )
         return op
@@ -157,14 +171,24 @@ class BatchExecutor:
                 self.limits.operation_timeout_ms / 1000,
             )
             return BatchResult(batch_id, results)
+        vectors = BatchVectors()
+        if self.embedder is not None and self.has_embedder:
+            vectors = await embed_batch(
+                self.embedder, request.operations, self._loop_time(deadline)
+            )
         if request.options.atomic:
-            return await self._run_atomic(tenant, request, batch_id, deadline)
-        run = _Run(tenant, request, self.storage, deadline)
+            return await self._run_atomic(tenant, request, batch_id, deadline, vectors)
+        run = _Run(tenant, request, self.storage, deadline, vectors)
         await self._schedule(run)
         return BatchResult(batch_id, run.results)
 
     async def _run_atomic(
-        self, tenant: str, request: BatchRequest, batch_id: str, deadline: float
+        self,
+        tenant: str,
+        request: BatchRequest,
+        batch_id: str,
+        deadline: float,
+        vectors: BatchVectors,
     ) -> BatchResult:
         run: _Run | None = None
         try:
@@ -176,7 +200,7 @@ class BatchExecutor:
                         tx = await stack.enter_async_context(self.storage.transaction(tenant))
                 except TimeoutError:
                     return _all_timed_out(batch_id, request)
-                run = _Run(tenant, request, tx, deadline)
+                run = _Run(tenant, request, tx, deadline, vectors)
                 await self._schedule(run)
                 if not all(r.status == "success" for r in run.results):
                     raise _Rollback
@@ -253,6 +277,9 @@ class BatchExecutor:
         result = run.results[index]
         if isinstance(op, InvalidOperation):
             result.fail_validation(op.error)
+            return
+        if index in run.vectors.failed:
+            result.fail(ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {})
             return
         try:
             memory_id = self._resolve(run, op)
@@ -356,11 +383,14 @@ class BatchExecutor:
         if isinstance(op, CreateOp):
             assert new_id is not None
             memory = op.data.build(new_id, utc_now())
-            await ops.create(tenant, memory)
+            await ops.create(tenant, memory, run.vectors.vectors.get(index))
             run.created[index] = memory.id
             return {"id": memory.id, "created_at": memory.created_at}
         if isinstance(op, SearchOp):
-            return await self._search(run, op.query)
+            query = op.query
+            if query.mode != "lexical":
+                query = evolve(query, vector=run.vectors.vectors[index])
+            return await self._search(run, query)
         assert memory_id is not None
         if isinstance(op, ReadOp):
             found = await ops.get(tenant, memory_id)
@@ -368,14 +398,34 @@ class BatchExecutor:
                 raise _not_found(memory_id)
             return found.to_json()
         if isinstance(op, UpdateOp):
-            updated = await ops.update(tenant, memory_id, op.patch, utc_now())
+            vector, text = await self._update_vector(run, memory_id, op.patch)
+            updated = await ops.update(tenant, memory_id, op.patch, utc_now(), vector)
             if updated is None:
                 raise _not_found(memory_id)
+            if text is not None and embedding_text(updated.title, updated.content) != text:
+                log.warning("stale_vector", id=memory_id, index=index)
             return {"id": updated.id, "updated_at": updated.updated_at, "version": updated.version}
         assert isinstance(op, DeleteOp)
         if not await ops.delete(tenant, memory_id):
             raise _not_found(memory_id)
         return {"id": memory_id, "deleted": True}
+
+    async def _update_vector(
+        self, run: _Run, memory_id: str, patch: MemoryPatch
+    ) -> tuple[Vector | None, str | None]:
+        """The vector and text an update leaves; (None, None) if it keeps the text or no
+        embedder runs. See `batch_vectors.update_vector` for the race this leaves."""
+        if self.embedder is None or not self.has_embedder or not patch.changes_text:
+            return None, None
+        try:
+            found = await update_vector(self.embedder, run.ops, run.tenant, memory_id, patch)
+        except EmbeddingFailed:
+            raise _Failure(
+                ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {}
+            ) from None
+        if found is None:
+            raise _not_found(memory_id)
+        return found
 
     async def _search(self, run: _Run, query: SearchQuery) -> dict[str, Any]:
         hits = await run.ops.search(run.tenant, query)

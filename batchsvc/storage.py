@@ -43,7 +43,9 @@ class MemoryOps(Protocol):
     """The operations, offered by a backend and by each of its transactions."""
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        """Store a new memory. `vector` is the embedding of its text, when an embedder runs."""
+        """Store a new memory. `vector` is the unit-length embedding of its text
+        (`batchsvc.embedding.embedding_text`), when an embedder runs; a memory stored without
+        one is found by lexical search only (and by hybrid search through its words)."""
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         """The memory, or None if this tenant has no memory with that id."""
@@ -62,6 +64,8 @@ class MemoryOps(Protocol):
         concurrent updates of one memory never lose each other's change. A FieldError from
         `apply` (merged metadata too large) propagates and nothing changes. Content or title
         changes re-index the memory for search; `vector`, when given, replaces its embedding.
+        A content or title change without a `vector` drops the old embedding (it describes
+        text the memory no longer has); other changes keep it.
         """
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
@@ -73,8 +77,12 @@ class MemoryOps(Protocol):
         A hit must pass `query.filter` (semantics in `batchsvc.filters`), carry every tag of
         `query.tags`, match `query.memory_type` when set, and score at least `query.threshold`.
         Scores are in [0, 1], higher is better; equal scores rank by id, descending (newest
-        first). `query.mode` says how to rank: `lexical` on
-        the text (title and content); `semantic` by `query.vector`; `hybrid` both, fused.
+        first). `query.mode` says how to rank: `lexical` on the text (title and content),
+        normalised BM25 as `batchsvc.lexical` defines it; `semantic` by `query.vector`, the
+        score max(0, cosine), over every memory with a vector (the nearest, whatever their
+        score: `threshold` drops the far ones); `hybrid` over both sets,
+        `batchsvc.vectors.fuse` of the two scores. The core sets `query.vector` for the
+        semantic and hybrid modes.
         """
 
     async def list(

@@ -136,7 +136,12 @@ def _service_app(keys_file: str) -> web.Application:
     from batchsvc.http.app import create_app
     from batchsvc.logs import configure_logging
 
-    raw = {"auth": {"keys_file": keys_file}, "rate_limit": HIGH_RATE_LIMIT}
+    raw = {
+        "auth": {"keys_file": keys_file},
+        "rate_limit": HIGH_RATE_LIMIT,
+        # Set by --embedder in the parent; spawned servers inherit the environment.
+        "embedder": {"name": os.environ.get("BATCHSVC_BENCH_EMBEDDER", "none")},
+    }
     config = parse_config(raw, "bench", env={})
     configure_logging(config.logging.level, config.logging.json)
     return create_app(config)
@@ -591,6 +596,12 @@ def _args() -> argparse.Namespace:
         help="pyinstrument samples instead of tracing; it must be installed separately",
     )
     parser.add_argument(
+        "--embedder",
+        default="none",
+        help="the service's embedder: none (default) measures the service's own cost, which "
+        "is what the floor comparison is about; wordllama is what `batchsvc serve` runs",
+    )
+    parser.add_argument(
         "--no-gc",
         action="store_true",
         help="diagnostic: disable the cyclic garbage collector in the server processes",
@@ -600,6 +611,8 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
+    os.environ["BATCHSVC_BENCH_EMBEDDER"] = args.embedder
+    print(f"service embedder: {args.embedder}")
     sizes = QUICK if args.quick else FULL
     from batchsvc.keys import KeyStore
 

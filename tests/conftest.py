@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from faults import FaultyStorage
 from support import Service, make_config
 
+from batchsvc.embedding import Embedder
 from batchsvc.http.app import create_app
 from batchsvc.keys import KeyStore
 from batchsvc.storage import Storage
@@ -25,11 +26,15 @@ def keys_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service_factory(aiohttp_client: Any, keys_file: Path) -> ServiceFactory:
-    """`await service_factory(storage=..., limits={...}, rate_limit={...})` starts a service."""
+    """`await service_factory(storage=..., embedder=..., limits={...}, rate_limit={...})`
+    starts a service."""
 
-    async def start(storage: Storage | None = None, **sections: Any) -> Service:
+    async def start(
+        storage: Storage | None = None, embedder: Embedder | None = None, **sections: Any
+    ) -> Service:
         config = make_config(keys_file, **sections)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(config, storage=storage))
+        app = create_app(config, storage=storage, embedder=embedder)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
         keys = KeyStore(keys_file)
         return Service(client=client, key=keys.create("acme")[1], keys=keys)
 

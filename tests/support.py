@@ -17,7 +17,13 @@ TEST_RATE_LIMIT = {"batch_requests": 100_000, "other_requests": 100_000, "window
 
 
 def make_config(keys_file: Path, **sections: Any) -> Config:
-    raw: dict[str, Any] = {"auth": {"keys_file": str(keys_file)}, "rate_limit": TEST_RATE_LIMIT}
+    """A test config. No embedder unless a test asks (`embedder={"name": "wordllama"}`): most
+    tests are not about search and should not pay for vectors."""
+    raw: dict[str, Any] = {
+        "auth": {"keys_file": str(keys_file)},
+        "rate_limit": TEST_RATE_LIMIT,
+        "embedder": {"name": "none"},
+    }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return parse_config(raw, "test", env={})

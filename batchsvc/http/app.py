@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from batchsvc.config import Config
+from batchsvc.embedding import Embedder
 from batchsvc.executor import BatchExecutor
 from batchsvc.http.handlers import routes
 from batchsvc.http.keys import (
@@ -27,11 +28,12 @@ from batchsvc.http.responses import json_response
 from batchsvc.keys import KeyStore
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
-from batchsvc.plugins import load_backend
+from batchsvc.plugins import load_backend, load_embedder
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
 from batchsvc.storage import Storage
 
 OPENAPI = web.AppKey("openapi", bytes)
+EMBEDDER = web.AppKey("embedder", Embedder)
 
 
 def openapi_document() -> dict[str, object]:
@@ -47,12 +49,16 @@ def create_app(
     *,
     storage: Storage | None = None,
     rate_limiter: RateLimiter | None = None,
+    embedder: Embedder | None = None,
 ) -> web.Application:
-    """Build the service. `storage` overrides the configured backend (tests wrap backends)."""
+    """Build the service. `storage` and `embedder` override the configured ones (tests wrap
+    them); the app enters and leaves both."""
     metrics = Metrics()
     backend = MeteredStorage(
         storage or load_backend(config.storage.backend, config.storage.options), metrics
     )
+    if embedder is None:
+        embedder = load_embedder(config.embedder.name, config.embedder.options)
     app = web.Application(
         middlewares=[metrics_middleware, envelope_middleware, auth_middleware],
         client_max_size=config.limits.max_body_bytes,
@@ -60,7 +66,7 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STORAGE] = backend
-    app[EXECUTOR] = BatchExecutor(backend, config.limits)
+    app[EXECUTOR] = BatchExecutor(backend, config.limits, embedder=embedder)
     app[KEY_STORE] = KeyStore(Path(config.auth.keys_file))
     app[RATE_LIMITER] = rate_limiter or InProcessRateLimiter()
     limits = config.rate_limit
@@ -70,11 +76,20 @@ def create_app(
     app.router.add_routes(routes)
     app.router.add_get("/api/v1/openapi.json", _openapi)
     app.cleanup_ctx.append(_storage_lifecycle)
+    if embedder is not None:
+        app[EMBEDDER] = embedder
+        app.cleanup_ctx.append(_embedder_lifecycle)
     return app
 
 
 async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
     async with app[STORAGE]:
+        yield
+
+
+async def _embedder_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    # Loading a model takes CPU time; the embedder does it off the event loop.
+    async with app[EMBEDDER]:
         yield
 
 

@@ -14,7 +14,8 @@ fixture, which yields a fresh, entered backend::
 
 The tests are coroutines; run them with pytest-asyncio (in strict mode, decorate the fixture
 with `pytest_asyncio.fixture`). Transaction tests skip themselves where `supports_transactions`
-is False, vector tests where `supports_vectors` is False.
+is False, vector tests (`conformance_vectors`, with hand-made vectors: no embedder needed) where
+`supports_vectors` is False.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from batchsvc.testing._base import (
     put,
 )
 from batchsvc.testing.conformance_search import FilterConformance, SearchConformance
+from batchsvc.testing.conformance_vectors import VectorConformance
 
 RICH_METADATA = {
     "source": "import",
@@ -348,5 +350,6 @@ class StorageConformance(
     TransactionConformance,
     SearchConformance,
     FilterConformance,
+    VectorConformance,
 ):
     """Every conformance test; subclass it and provide the `storage` fixture."""
