@@ -19,6 +19,7 @@ from typing import Any
 from attrs import frozen
 
 from batchsvc.errors import FieldError
+from batchsvc.limits import is_huge
 
 Scalar = str | int | float | bool
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
@@ -113,6 +114,10 @@ def _scalar(value: Any, path: str) -> Scalar:
     if _kind(value) is None:
         raise FieldError(
             path, "invalid_filter_value", f"{path} must be a string, number or boolean"
+        )
+    if is_huge(value):
+        raise FieldError(
+            path, "number_out_of_range", f"{path}: send whole numbers past 2^63 as strings"
         )
     return value  # type: ignore[no-any-return]
 

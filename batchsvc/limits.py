@@ -50,12 +50,41 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+# orjson reads an integer literal outside [-2**63, 2**64) as a float, without a word. After
+# parsing it cannot be told from a float literal, so every whole number of this magnitude is
+# refused (send it as a string) rather than stored with its digits silently changed.
+HUGE = float(2**63)
+
+
+def is_huge(value: Any) -> bool:
+    return isinstance(value, float) and abs(value) >= HUGE and value.is_integer()
+
+
+def has_huge_number(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif is_huge(node):
+            return True
+    return False
+
+
 def check_metadata(metadata: Any, path: str, limits: Limits) -> None:
     if not isinstance(metadata, dict):
         raise FieldError(path, "must_be_object", f"{path} must be a JSON object")
     if json_depth(metadata) > limits.max_metadata_depth:
         raise FieldError(
             path, "too_deep", f"{path} may nest at most {limits.max_metadata_depth} levels"
+        )
+    if has_huge_number(metadata):
+        raise FieldError(
+            path,
+            "number_out_of_range",
+            f"{path} holds a whole number of magnitude 2^63 or more; send it as a string",
         )
     size = len(orjson.dumps(metadata))
     if size > limits.max_metadata_bytes:

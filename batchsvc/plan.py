@@ -22,14 +22,20 @@ def is_write(op: DecodedOperation) -> bool:
     return isinstance(op, CreateOp) or op.type in ("update", "delete")
 
 
-def dependencies(operations: list[DecodedOperation], stops_on_failure: bool) -> list[set[int]]:
-    """For each operation, the earlier ones it must wait for.
+def waits_for_all_earlier(operations: list[DecodedOperation], stops_on_failure: bool) -> list[bool]:
+    """Which operations wait for every earlier one to finish (the scheduler tracks that as one
+    prefix, not as n^2 edges).
 
-    When the batch stops at its first failure, a write also waits for every earlier operation:
-    it may take effect only once nothing before it has failed. Reads and searches still run
-    early; they change nothing, so one that turns out to follow a failure is reported skipped
-    as if it never ran, and the results stay those of a sequential run.
+    When the batch stops at its first failure, a write may take effect only once nothing before
+    it has failed. Reads and searches still run early; they change nothing, so one that turns
+    out to follow a failure is reported skipped as if it never ran, and the results stay those
+    of a sequential run.
     """
+    return [stops_on_failure and is_write(op) for op in operations]
+
+
+def dependencies(operations: list[DecodedOperation]) -> list[set[int]]:
+    """For each operation, the earlier ones it must wait for."""
     deps: list[set[int]] = []
     last_on_key: dict[str, int] = {}
     writes: list[int] = []
@@ -49,7 +55,5 @@ def dependencies(operations: list[DecodedOperation], stops_on_failure: bool) -> 
             if is_write(op):
                 waits.update(searches)
                 writes.append(index)
-                if stops_on_failure:
-                    waits.update(range(index))
         deps.append(waits)
     return deps

@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Awaitable, Callable
 
 from batchsvc.operations import DecodedOperation
-from batchsvc.plan import dependencies
+from batchsvc.plan import dependencies, waits_for_all_earlier
 
 
 class ParallelScheduler:
@@ -26,17 +26,28 @@ class ParallelScheduler:
         width: int,
         stops_on_failure: bool,
     ) -> None:
-        deps = dependencies(operations, stops_on_failure)
+        deps = dependencies(operations)
         self._step = step
         self._on_crash = on_crash
         self._width = width
-        self._waiting = [len(d) for d in deps]
+        # An operation that waits for every earlier one counts that as one more thing it waits
+        # for, released when every operation before it has finished (`_prefix` reaches it).
+        after_all = waits_for_all_earlier(operations, stops_on_failure)
+        self._waiting = [len(d) + after for d, after in zip(deps, after_all, strict=True)]
+        self._prefix_waiters = [i for i, after in enumerate(after_all) if after]
+        self._prefix_waiters.reverse()  # popped from the end, lowest index first
+        self._done = [False] * len(operations)
+        self._prefix = 0  # every operation below this index has finished
         self._dependents: list[list[int]] = [[] for _ in operations]
         for index, waits in enumerate(deps):
             for earlier in waits:
                 self._dependents[earlier].append(index)
-        self._ready = [i for i, count in enumerate(self._waiting) if count == 0]
-        heapq.heapify(self._ready)
+        self._ready: list[int] = []
+        for index, count in enumerate(self._waiting):
+            if count == 0:
+                self._ready.append(index)
+        # Operation 0 has nothing before it: release it from the prefix wait at once.
+        self._release_prefix_waiters()
         self._unfinished = len(operations)
         self._changed = asyncio.Event()
 
@@ -71,8 +82,19 @@ class ParallelScheduler:
 
     def _finished(self, index: int) -> None:
         self._unfinished -= 1
+        self._done[index] = True
         for later in self._dependents[index]:
-            self._waiting[later] -= 1
-            if self._waiting[later] == 0:
-                heapq.heappush(self._ready, later)
+            self._release(later)
+        while self._prefix < len(self._done) and self._done[self._prefix]:
+            self._prefix += 1
+        self._release_prefix_waiters()
         self._changed.set()
+
+    def _release_prefix_waiters(self) -> None:
+        while self._prefix_waiters and self._prefix_waiters[-1] <= self._prefix:
+            self._release(self._prefix_waiters.pop())
+
+    def _release(self, index: int) -> None:
+        self._waiting[index] -= 1
+        if self._waiting[index] == 0:
+            heapq.heappush(self._ready, index)

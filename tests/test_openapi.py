@@ -337,9 +337,9 @@ UNEXPRESSIBLE_REASONS = {
     "too_large",  # metadata over 16 KiB encoded
     "too_deep",  # metadata nested over 8 levels
     "too_many",  # over 64 tags once duplicates are removed
-    # an integer literal past 64 bits (JSON Schema's integer bounds cannot tell 1e30, which
-    # is accepted as a number, from the 31-digit literal, which is refused)
-    "integer_out_of_range",
+    # a whole number of magnitude 2^63 or more in metadata or a filter (an integer literal
+    # that large cannot be kept exactly; JSON Schema has no way to say so for free-form data)
+    "number_out_of_range",
 }
 
 

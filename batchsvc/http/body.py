@@ -3,8 +3,6 @@ then 400 INVALID_JSON."""
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import orjson
@@ -43,34 +41,4 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise ApiError(
             ErrorCode.INVALID_JSON, "request body is not valid JSON", {"reason": str(error)}
         ) from None
-    if LONG_DIGITS.search(raw):
-        _refuse_huge_integers(raw)
     return body
-
-
-# orjson turns an integer literal outside [-2**63, 2**64) into a float without a word. Such a
-# literal has at least 19 digits, so only bodies with a run that long (rare) are parsed a
-# second time, by the standard library, which keeps integers exact and lets us refuse them.
-LONG_DIGITS = re.compile(rb"\d{19}")
-
-
-def _bounded_int(text: str) -> int:
-    value = int(text)
-    if not -(2**63) <= value < 2**64:
-        raise ValueError(text)
-    return value
-
-
-def _refuse_huge_integers(raw: bytes) -> None:
-    try:
-        json.loads(raw, parse_int=_bounded_int)
-    except RecursionError:
-        # Nested past Python's stack: deeper than any field allows (metadata and filters stop
-        # at 8 levels), so the operation that holds it fails its own validation anyway.
-        return
-    except ValueError:
-        raise ApiError(
-            ErrorCode.INVALID_JSON,
-            "an integer in the body does not fit in 64 bits; send it as a string",
-            {"reason": "integer_out_of_range"},
-        ) from None
