@@ -17,33 +17,37 @@ from typing import Any
 import structlog
 from attrs import evolve
 
-from batchsvc.batch import BatchOptions, BatchRequest
+from batchsvc.batch import BatchRequest
 from batchsvc.batch_vectors import (
     BatchVectors,
-    EmbeddingFailed,
     embed_batch,
-    update_vector,
 )
+from batchsvc.dispatch import call_storage
 from batchsvc.eager import DeadlineExpired, run_until
-from batchsvc.embedding import Embedder, embedding_text
+from batchsvc.embedding import Embedder
 from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
 from batchsvc.limits import Limits
-from batchsvc.models import MemoryPatch, SearchMode, SearchQuery, new_memory_id, utc_now
+from batchsvc.models import SearchMode
 from batchsvc.operations import (
     CreateOp,
     DecodedOperation,
-    DeleteOp,
     InvalidOperation,
     Operation,
-    ReadOp,
     Ref,
     SearchOp,
-    UpdateOp,
 )
 from batchsvc.results import BatchResult, OperationResult
+from batchsvc.run_state import (
+    BatchRun,
+    OperationFailed,
+    all_timed_out,
+    first_unsuccessful,
+    note_failure,
+    skip_after,
+)
 from batchsvc.scheduler import ParallelScheduler
 from batchsvc.simulate import validate_batch
-from batchsvc.storage import MemoryOps, Storage, Vector
+from batchsvc.storage import Storage
 
 log = structlog.get_logger("batchsvc.executor")
 
@@ -60,49 +64,8 @@ class _Retryable(Exception):
         self.message = message
 
 
-class _Failure(Exception):
-    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
-
-
 class _Rollback(Exception):
     """Raised inside an atomic batch's transaction to undo it."""
-
-
-class _Run:
-    """The state of one batch while it runs."""
-
-    def __init__(
-        self,
-        tenant: str,
-        request: BatchRequest,
-        ops: MemoryOps,
-        deadline: float,
-        vectors: BatchVectors,
-    ) -> None:
-        self.tenant = tenant
-        self.operations = request.operations
-        self.options: BatchOptions = request.options
-        self.ops = ops
-        self.deadline = deadline
-        self.results = [
-            OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)
-        ]
-        self.created: dict[int, str] = {}
-        # Ids for every create, drawn in request order before anything runs: ids sort by
-        # creation, so listings and search ties follow the request whatever finishes first.
-        self.new_ids = {
-            index: new_memory_id()
-            for index, op in enumerate(request.operations)
-            if isinstance(op, CreateOp)
-        }
-        self.stopped_after: int | None = None
-        self.vectors = vectors
-
-    @property
-    def stops_on_failure(self) -> bool:
-        return self.options.atomic or not self.options.continue_on_error
 
 
 class BatchExecutor:
@@ -178,7 +141,7 @@ class BatchExecutor:
             )
         if request.options.atomic:
             return await self._run_atomic(tenant, request, batch_id, deadline, vectors)
-        run = _Run(tenant, request, self.storage, deadline, vectors)
+        run = BatchRun(tenant, request, self.storage, deadline, vectors)
         await self._schedule(run)
         return BatchResult(batch_id, run.results)
 
@@ -190,7 +153,7 @@ class BatchExecutor:
         deadline: float,
         vectors: BatchVectors,
     ) -> BatchResult:
-        run: _Run | None = None
+        run: BatchRun | None = None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
@@ -199,8 +162,8 @@ class BatchExecutor:
                     async with asyncio.timeout_at(self._loop_time(deadline)):
                         tx = await stack.enter_async_context(self.storage.transaction(tenant))
                 except TimeoutError:
-                    return _all_timed_out(batch_id, request)
-                run = _Run(tenant, request, tx, deadline, vectors)
+                    return all_timed_out(batch_id, request)
+                run = BatchRun(tenant, request, tx, deadline, vectors)
                 await self._schedule(run)
                 if not all(r.status == "success" for r in run.results):
                     raise _Rollback
@@ -214,7 +177,7 @@ class BatchExecutor:
             # deadline leaves nothing but skipped operations.
             failed = run.stopped_after
             if failed is None:
-                failed = _first_unsuccessful(run.results)
+                failed = first_unsuccessful(run.results)
             return BatchResult(batch_id, run.results, atomic_failed_index=failed)
         except (BackendError, OSError) as error:
             log.error("atomic_commit_failed", error=repr(error))
@@ -227,7 +190,7 @@ class BatchExecutor:
 
     # Scheduling -------------------------------------------------------------------------------
 
-    async def _schedule(self, run: _Run) -> None:
+    async def _schedule(self, run: BatchRun) -> None:
         if not run.options.parallel or self.limits.max_parallel <= 1:
             for index in range(len(run.operations)):
                 await self._step(run, index)
@@ -246,14 +209,14 @@ class BatchExecutor:
             # reported as a sequential run reports them: skipped, after the first failure.
             for result in run.results[run.stopped_after + 1 :]:
                 if not (result.error and result.error.code is ErrorCode.TIMEOUT):
-                    _skip_after(result, run.stopped_after)
+                    skip_after(result, run.stopped_after)
 
-    def _crashed(self, run: _Run, index: int, error: Exception) -> None:
+    def _crashed(self, run: BatchRun, index: int, error: Exception) -> None:
         log.error("scheduler_step_crashed", index=index, error=repr(error))
         run.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
-        _note_failure(run, index)
+        note_failure(run, index)
 
-    async def _step(self, run: _Run, index: int) -> None:
+    async def _step(self, run: BatchRun, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
         result = run.results[index]
         # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
@@ -266,13 +229,13 @@ class BatchExecutor:
             )
             return
         if run.stopped_after is not None and index > run.stopped_after:
-            _skip_after(result, run.stopped_after)
+            skip_after(result, run.stopped_after)
             return
         await self._execute(run, index)
         if result.status == "failed":
-            _note_failure(run, index)
+            note_failure(run, index)
 
-    async def _execute(self, run: _Run, index: int) -> None:
+    async def _execute(self, run: BatchRun, index: int) -> None:
         op = run.operations[index]
         result = run.results[index]
         if isinstance(op, InvalidOperation):
@@ -284,16 +247,16 @@ class BatchExecutor:
         try:
             memory_id = self._resolve(run, op)
             result.succeed(await self._attempts(run, op, memory_id, result))
-        except _Failure as failure:
+        except OperationFailed as failure:
             result.fail(failure.code, failure.message, failure.details)
 
-    def _resolve(self, run: _Run, op: Operation) -> str | None:
+    def _resolve(self, run: BatchRun, op: Operation) -> str | None:
         if isinstance(op, CreateOp | SearchOp):
             return None
         if isinstance(op.id, Ref):
             target = op.id.index
             if target not in run.created:
-                raise _Failure(
+                raise OperationFailed(
                     ErrorCode.DEPENDENCY_FAILED,
                     f"operation {target}, whose id this one uses, did not succeed",
                     {"depends_on": target},
@@ -302,7 +265,7 @@ class BatchExecutor:
         return op.id
 
     async def _attempts(
-        self, run: _Run, op: Operation, memory_id: str | None, result: OperationResult
+        self, run: BatchRun, op: Operation, memory_id: str | None, result: OperationResult
     ) -> dict[str, Any]:
         # A create keeps its id across attempts: a failed attempt had no effect, so reusing
         # it cannot collide, and the client sees one id whatever happened.
@@ -315,7 +278,7 @@ class BatchExecutor:
                 delay = self._backoff(result.attempts)
                 last = result.attempts > run.options.max_retries
                 if last or self._clock() + delay >= run.deadline:
-                    raise _Failure(
+                    raise OperationFailed(
                         fault.code, fault.message, {"attempts": result.attempts}
                     ) from None
                 await self._sleep(delay)
@@ -326,15 +289,17 @@ class BatchExecutor:
         return ceiling * self._jitter()
 
     async def _attempt(
-        self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
+        self, run: BatchRun, op: Operation, memory_id: str | None, new_id: str | None, index: int
     ) -> dict[str, Any]:
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
         until = self._loop_time(min(op_deadline, run.deadline))
         try:
-            return await run_until(self._call(run, op, memory_id, new_id, index), until)
+            embedder = self.embedder if self.has_embedder else None
+            call = call_storage(run, op, memory_id, new_id, index, embedder)
+            return await run_until(call, until)
         except DeadlineExpired:
             if self._clock() >= run.deadline:
-                raise _Failure(
+                raise OperationFailed(
                     ErrorCode.TIMEOUT,
                     "the batch deadline passed while the operation ran; it had no effect",
                     {"timeout_ms": run.options.timeout_ms},
@@ -347,15 +312,15 @@ class BatchExecutor:
         except TransientBackendError as error:
             raise _Retryable(ErrorCode.BACKEND_UNAVAILABLE, f"storage is busy: {error}") from None
         except FieldError as error:
-            raise _Failure(
+            raise OperationFailed(
                 ErrorCode.VALIDATION_ERROR,
                 error.message,
                 {"field": error.field, "reason": error.reason},
             ) from None
         except BackendError as error:
             log.error("backend_error", index=index, error=repr(error))
-            raise _Failure(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
-        except _Failure:
+            raise OperationFailed(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
+        except OperationFailed:
             raise
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -363,104 +328,15 @@ class BatchExecutor:
                 raise  # a real cancellation of this batch: let it unwind
             # The backend raised CancelledError of its own accord: a fault in it, not ours.
             log.error("backend_raised_cancelled", index=index, type=op.type)
-            raise _Failure(
+            raise OperationFailed(
                 ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
             ) from None
         except Exception:
             log.exception("operation_crashed", index=index, type=op.type)
-            raise _Failure(
+            raise OperationFailed(
                 ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
             ) from None
 
     def _loop_time(self, moment: float) -> float:
         """`moment` on our clock as a time on the loop's clock, which asyncio timeouts read."""
         return asyncio.get_running_loop().time() + (moment - self._clock())
-
-    async def _call(
-        self, run: _Run, op: Operation, memory_id: str | None, new_id: str | None, index: int
-    ) -> dict[str, Any]:
-        tenant, ops = run.tenant, run.ops
-        if isinstance(op, CreateOp):
-            assert new_id is not None
-            memory = op.data.build(new_id, utc_now())
-            await ops.create(tenant, memory, run.vectors.vectors.get(index))
-            run.created[index] = memory.id
-            return {"id": memory.id, "created_at": memory.created_at}
-        if isinstance(op, SearchOp):
-            query = op.query
-            if query.mode != "lexical":
-                query = evolve(query, vector=run.vectors.vectors[index])
-            return await self._search(run, query)
-        assert memory_id is not None
-        if isinstance(op, ReadOp):
-            found = await ops.get(tenant, memory_id)
-            if found is None:
-                raise _not_found(memory_id)
-            return found.to_json()
-        if isinstance(op, UpdateOp):
-            vector, text = await self._update_vector(run, memory_id, op.patch)
-            updated = await ops.update(tenant, memory_id, op.patch, utc_now(), vector)
-            if updated is None:
-                raise _not_found(memory_id)
-            if text is not None and embedding_text(updated.title, updated.content) != text:
-                log.warning("stale_vector", id=memory_id, index=index)
-            return {"id": updated.id, "updated_at": updated.updated_at, "version": updated.version}
-        assert isinstance(op, DeleteOp)
-        if not await ops.delete(tenant, memory_id):
-            raise _not_found(memory_id)
-        return {"id": memory_id, "deleted": True}
-
-    async def _update_vector(
-        self, run: _Run, memory_id: str, patch: MemoryPatch
-    ) -> tuple[Vector | None, str | None]:
-        """The vector and text an update leaves; (None, None) if it keeps the text or no
-        embedder runs. See `batch_vectors.update_vector` for the race this leaves."""
-        if self.embedder is None or not self.has_embedder or not patch.changes_text:
-            return None, None
-        try:
-            found = await update_vector(self.embedder, run.ops, run.tenant, memory_id, patch)
-        except EmbeddingFailed:
-            raise _Failure(
-                ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {}
-            ) from None
-        if found is None:
-            raise _not_found(memory_id)
-        return found
-
-    async def _search(self, run: _Run, query: SearchQuery) -> dict[str, Any]:
-        hits = await run.ops.search(run.tenant, query)
-        return {"results": [hit.to_json() for hit in hits], "total": len(hits)}
-
-
-def _all_timed_out(batch_id: str, request: BatchRequest) -> BatchResult:
-    results = [OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)]
-    for result in results:
-        result.skip(
-            ErrorCode.TIMEOUT,
-            "not run: the batch deadline passed while waiting for the transaction",
-            {"timeout_ms": request.options.timeout_ms},
-        )
-    return BatchResult(batch_id, results, atomic_failed_index=0)
-
-
-def _note_failure(run: _Run, index: int) -> None:
-    """The batch stops at its lowest failed index; in parallel, failures arrive in any order."""
-    if run.stops_on_failure and (run.stopped_after is None or index < run.stopped_after):
-        run.stopped_after = index
-
-
-def _skip_after(result: OperationResult, after: int) -> None:
-    result.skip(
-        ErrorCode.SKIPPED,
-        f"not run: operation {after} failed and the batch stops at its first failure",
-        {"after_index": after},
-    )
-    result.attempts = 0
-
-
-def _first_unsuccessful(results: list[OperationResult]) -> int:
-    return next(r.index for r in results if r.status in ("failed", "skipped"))
-
-
-def _not_found(memory_id: str) -> _Failure:
-    return _Failure(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})
