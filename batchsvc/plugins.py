@@ -19,28 +19,40 @@ NO_EMBEDDER = "none"
 
 
 def installed_backends() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=BACKEND_GROUP))
-
-
-def load_backend(name: str, options: Mapping[str, Any]) -> Storage:
-    found = [ep for ep in entry_points(group=BACKEND_GROUP) if ep.name == name]
-    if not found:
-        raise ConfigError(
-            f"$.storage.backend: unknown backend {name!r}; installed: "
-            f"{', '.join(installed_backends()) or 'none'}"
-        )
-    cls = found[0].load()
-    try:
-        backend = cls.from_options(options)
-    except ValueError as error:
-        raise ConfigError(f"$.storage.options: {error}") from None
-    if not isinstance(backend, Storage):
-        raise ConfigError(f"backend {name!r} does not implement batchsvc.storage.Storage")
-    return backend
+    return _installed(BACKEND_GROUP)
 
 
 def installed_embedders() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=EMBEDDER_GROUP))
+    return _installed(EMBEDDER_GROUP)
+
+
+def _installed(group: str) -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=group))
+
+
+def _build(group: str, kind: str, table: str, name: str, options: Mapping[str, Any]) -> Any:
+    """The `kind` plugin `name` of `group`, built from its options; config errors name the
+    field of the config `table` at fault."""
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        names = _installed(group)
+        if group == EMBEDDER_GROUP:
+            names.append(NO_EMBEDDER)
+        field = "backend" if table == "storage" else "name"
+        raise ConfigError(
+            f"$.{table}.{field}: unknown {kind} {name!r}; installed: {', '.join(names) or 'none'}"
+        )
+    try:
+        return found[0].load().from_options(options)
+    except ValueError as error:
+        raise ConfigError(f"$.{table}.options: {error}") from None
+
+
+def load_backend(name: str, options: Mapping[str, Any]) -> Storage:
+    backend = _build(BACKEND_GROUP, "backend", "storage", name, options)
+    if not isinstance(backend, Storage):
+        raise ConfigError(f"backend {name!r} does not implement batchsvc.storage.Storage")
+    return backend
 
 
 def load_embedder(name: str, options: Mapping[str, Any]) -> Embedder | None:
@@ -49,17 +61,7 @@ def load_embedder(name: str, options: Mapping[str, Any]) -> Embedder | None:
         if options:
             raise ConfigError("$.embedder.options: the 'none' embedder takes no options")
         return None
-    found = [ep for ep in entry_points(group=EMBEDDER_GROUP) if ep.name == name]
-    if not found:
-        choices = [*installed_embedders(), NO_EMBEDDER]
-        raise ConfigError(
-            f"$.embedder.name: unknown embedder {name!r}; installed: {', '.join(choices)}"
-        )
-    cls = found[0].load()
-    try:
-        embedder = cls.from_options(options)
-    except ValueError as error:
-        raise ConfigError(f"$.embedder.options: {error}") from None
+    embedder = _build(EMBEDDER_GROUP, "embedder", "embedder", name, options)
     if not isinstance(embedder, Embedder):
         raise ConfigError(f"embedder {name!r} does not implement batchsvc.embedding.Embedder")
     return embedder
