@@ -1,4 +1,5 @@
-"""The SQLite backend: durable memories in one file, lexical search with FTS5.
+"""The SQLite backend: durable memories in one file, lexical search with FTS5, and vectors
+(a column of each row, ranked from a per-tenant NumPy index: see `sqlite_vectors`).
 
 Connections. aiosqlite gives each connection one thread, and tasks sharing a connection share
 its transaction (see FACTS.md), so:
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -30,13 +31,14 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError
-from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import MemoryOps, Page, Vector
+from batchsvc.ranking import VectorScores
+from batchsvc.storage import MemoryOps, Vector
+from batchsvc.vectors import VectorIndex
 
-from . import sqlite_queries as q
+from .sqlite_ops import Ops, TransactionOps
 from .sqlite_schema import migrate
-from .sqlite_search import search
 from .sqlite_support import Work, run_to_end, translated_errors, undo
+from .sqlite_vectors import Change, VectorCache, check
 
 T = TypeVar("T")
 
@@ -45,120 +47,11 @@ OPTIONS: dict[str, type] = {"path": str, "busy_timeout_ms": int}
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
-def _decode_cursor(cursor: str | None) -> str | None:
-    if cursor is not None and not MEMORY_ID.fullmatch(cursor):
-        raise ValueError("invalid cursor")
-    return cursor
-
-
-class _Ops:
-    """The operations; subclasses say which connection reads and how a write is wrapped."""
-
-    def _reading(self, tenant: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        raise NotImplementedError
-
-    async def _write(self, tenant: str, work: Work[T]) -> T:
-        raise NotImplementedError
-
-    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        # Lexical only for now: `supports_vectors` is False, so `vector` is never given.
-        await self._write(tenant, lambda conn: q.insert(conn, tenant, memory))
-
-    async def get(self, tenant: str, memory_id: str) -> Memory | None:
-        async with self._reading(tenant) as conn:
-            return await q.fetch(conn, tenant, memory_id)
-
-    async def update(
-        self,
-        tenant: str,
-        memory_id: str,
-        patch: MemoryPatch,
-        now: str,
-        vector: Vector | None = None,
-    ) -> Memory | None:
-        return await self._write(tenant, lambda conn: q.update(conn, tenant, memory_id, patch, now))
-
-    async def delete(self, tenant: str, memory_id: str) -> bool:
-        return await self._write(tenant, lambda conn: q.delete(conn, tenant, memory_id))
-
-    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
-        async with self._reading(tenant) as conn:
-            return await search(conn, tenant, query)
-
-    async def list(
-        self,
-        tenant: str,
-        *,
-        tags: tuple[str, ...] = (),
-        memory_type: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        before = _decode_cursor(cursor)
-        async with self._reading(tenant) as conn:
-            # One more than asked tells whether another page exists.
-            items = await q.listing(conn, tenant, tags, memory_type, limit + 1, before)
-        more = len(items) > limit
-        items = items[:limit]
-        # The cursor is the last id given out: ids sort by creation, so paging survives writes.
-        return Page(items, items[-1].id if more else None)
-
-
-class _TransactionOps(_Ops):
-    """The ops of one open transaction: its tenant only, on the writer connection.
-
-    The executor runs an atomic batch's operations concurrently; a lock of their own keeps each
-    one's statements together, and a savepoint makes each write all or nothing inside the
-    transaction, so an operation cut short (cancelled, failed) leaves no half of itself behind.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection, tenant: str) -> None:
-        self._conn = conn
-        self._tenant = tenant
-        self._lock = asyncio.Lock()
-        self.closed = False
-
-    def _check(self, tenant: str) -> None:
-        if tenant != self._tenant:
-            raise ValueError("a transaction serves only the tenant it was opened for")
-        if self.closed:
-            raise BackendError("the transaction has ended")
-
-    async def close(self) -> None:
-        """Wait out an operation still under way, then refuse any more.
-
-        Only then may the transaction commit or roll back: a straggler's remaining statements
-        would otherwise run after it, outside any transaction and the writer's lock.
-        """
-        async with self._lock:
-            self.closed = True
-
-    @asynccontextmanager
-    async def _reading(self, tenant: str) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            self._check(tenant)
-            with translated_errors():
-                yield self._conn
-
-    async def _write(self, tenant: str, work: Work[T]) -> T:
-        async with self._lock:
-            self._check(tenant)
-            with translated_errors():
-                try:
-                    await self._conn.execute("SAVEPOINT operation")
-                    result = await work(self._conn)
-                except BaseException:
-                    await undo(self._conn, "operation")
-                    raise
-                await run_to_end(self._conn.execute("RELEASE operation"))
-                return result
-
-
-class SQLiteStore(_Ops):
-    """Memories in one SQLite file (WAL), searched through an FTS5 index."""
+class SQLiteStore(Ops):
+    """Memories in one SQLite file (WAL), searched through FTS5 and per-tenant vector indexes."""
 
     supports_transactions = True
-    supports_vectors = False
+    supports_vectors = True
 
     def __init__(self, path: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
         self.path = path
@@ -167,6 +60,7 @@ class SQLiteStore(_Ops):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._cache = VectorCache()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -224,6 +118,7 @@ class SQLiteStore(_Ops):
                 if conn is not None:
                     await conn.close()
             self._reader = self._writer = None
+            self._cache.clear()
 
     def _conn(self, reader: bool) -> aiosqlite.Connection:
         conn = self._reader if reader else self._writer
@@ -247,17 +142,39 @@ class SQLiteStore(_Ops):
                 finally:
                     await run_to_end(conn.rollback())
 
-    async def _write(self, tenant: str, work: Work[T]) -> T:
+    async def _loaded(self, tenant: str) -> VectorIndex:
+        """The tenant's index, loaded from the file if need be; the caller holds the write lock,
+        so no commit lands between the file's read and the index's first update."""
+        index = self._cache.get(tenant)
+        if index is None:
+            async with self._read_lock:
+                with translated_errors():
+                    index = await self._cache.load(tenant, self._conn(reader=True))
+        return index
+
+    async def _vectors(self, tenant: str) -> VectorScores:
+        index = self._cache.get(tenant)
+        if index is not None:
+            return index
+        async with self._write_lock:
+            return await self._loaded(tenant)
+
+    async def _write(
+        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+    ) -> T:
         conn = self._conn(reader=False)
         async with self._write_lock:  # a cancel while waiting here has changed nothing
+            if vector is not None:
+                check(await self._loaded(tenant), {}, vector)
             with translated_errors():
                 try:
                     await conn.execute("BEGIN IMMEDIATE")
-                    result = await work(conn)
+                    result, changes = await work(conn)
                 except BaseException:
                     await undo(conn)
                     raise
                 await self._commit(conn)
+                self._cache.commit(tenant, changes)  # only now: a rollback leaves no vector
                 return result
 
     async def _commit(self, conn: aiosqlite.Connection) -> None:
@@ -278,7 +195,7 @@ class SQLiteStore(_Ops):
                 except BaseException:
                     await undo(conn)
                     raise
-            ops = _TransactionOps(conn, tenant)
+            ops = TransactionOps(self._loaded, conn, tenant)
             try:
                 yield ops
             except BaseException:
@@ -292,3 +209,4 @@ class SQLiteStore(_Ops):
                     await undo(conn)
                     raise asyncio.CancelledError
                 await self._commit(conn)
+                self._cache.commit(tenant, ops.staged)

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosqlite
 
+from batchsvc.embedding import embedding_text
 from batchsvc.lexical import tokenize
 from batchsvc.models import Memory, MemoryPatch
 
@@ -72,11 +73,14 @@ async def _count_in(conn: aiosqlite.Connection, tenant: str, docs: int, tokens: 
     return int(rows[0][0])
 
 
-async def insert(conn: aiosqlite.Connection, tenant: str, memory: Memory) -> None:
+async def insert(
+    conn: aiosqlite.Connection, tenant: str, memory: Memory, vector: bytes | None = None
+) -> None:
+    """Store a new memory; `vector` is its embedding as `sqlite_vectors.encode` made it."""
     tokens = words(memory)
     number = await _count_in(conn, tenant, 1, len(tokens))
     cursor = await conn.execute(
-        f"INSERT INTO memories (tenant, {COLUMNS}, length) VALUES ({', '.join('?' * 11)})",
+        f"INSERT INTO memories (tenant, {COLUMNS}, length, vector) VALUES ({', '.join('?' * 12)})",
         (
             tenant,
             memory.id,
@@ -89,6 +93,7 @@ async def insert(conn: aiosqlite.Connection, tenant: str, memory: Memory) -> Non
             memory.updated_at,
             memory.version,
             len(tokens),
+            vector,
         ),
     )
     await conn.execute(
@@ -98,9 +103,17 @@ async def insert(conn: aiosqlite.Connection, tenant: str, memory: Memory) -> Non
 
 
 async def update(
-    conn: aiosqlite.Connection, tenant: str, memory_id: str, patch: MemoryPatch, now: str
-) -> Memory | None:
-    """Read, patch, write; the caller holds the transaction that makes it one step."""
+    conn: aiosqlite.Connection,
+    tenant: str,
+    memory_id: str,
+    patch: MemoryPatch,
+    now: str,
+    vector: bytes | None = None,
+) -> tuple[Memory, bool] | None:
+    """Read, patch, write; the caller holds the transaction that makes it one step.
+
+    Returns the new memory and whether its embedded text changed. `vector` replaces the stored
+    embedding; without one, a text change clears it (the storage contract's rule)."""
     rows = list(
         await conn.execute_fetchall(
             f"SELECT rowid, length, {COLUMNS} FROM memories WHERE tenant = ? AND id = ?",
@@ -111,11 +124,17 @@ async def update(
         return None
     rowid, old_length = rows[0][0], rows[0][1]
     # May raise FieldError: nothing has been written yet, and the caller rolls back anyway.
-    memory = patch.apply(to_memory(rows[0][2:]), now)
+    old = to_memory(rows[0][2:])
+    memory = patch.apply(old, now)
     tokens = words(memory) if patch.changes_text else None
+    text_changed = embedding_text(old.title, old.content) != embedding_text(
+        memory.title, memory.content
+    )
+    set_vector = vector is not None or text_changed
     await conn.execute(
         "UPDATE memories SET content = ?, title = ?, memory_type = ?, metadata = ?, tags = ?, "
-        "updated_at = ?, version = ?, length = ? WHERE rowid = ?",
+        f"updated_at = ?, version = ?, length = ?{', vector = ?' if set_vector else ''} "
+        "WHERE rowid = ?",
         (
             memory.content,
             memory.title,
@@ -125,6 +144,7 @@ async def update(
             memory.updated_at,
             memory.version,
             old_length if tokens is None else len(tokens),
+            *((vector,) if set_vector else ()),
             rowid,
         ),
     )
@@ -135,7 +155,7 @@ async def update(
             "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
             (rowid, indexed_text(number, tokens)),
         )
-    return memory
+    return memory, text_changed
 
 
 async def delete(conn: aiosqlite.Connection, tenant: str, memory_id: str) -> bool:

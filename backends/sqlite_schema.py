@@ -16,6 +16,10 @@ non-ASCII character, ASCII letters, digits and `_` as token characters.
 SQLite 3.40 here has no `contentless_delete`, and a contentless table needs the exact indexed
 text to delete a row, which re-tokenising cannot promise across Python (Unicode) upgrades; so
 the FTS table keeps its own copy of the indexed words and rows are deleted by rowid.
+
+Version 2 adds `memories.vector`: the memory's embedding as little-endian float32 bytes, or
+NULL when it has none (stored while no embedder ran, or its text changed without a new one).
+Memories of a version-1 file have none until their text is next written with an embedder.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import aiosqlite
 
 from batchsvc.errors import BackendError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = (
     """
@@ -68,8 +72,15 @@ async def _create_v1(conn: aiosqlite.Connection) -> None:
         await conn.execute(statement)
 
 
+async def _add_vectors_v2(conn: aiosqlite.Connection) -> None:
+    await conn.execute("ALTER TABLE memories ADD COLUMN vector BLOB")
+
+
 #: The step that takes a file from version `n - 1` to `n`, keyed by `n`.
-MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {1: _create_v1}
+MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
+    1: _create_v1,
+    2: _add_vectors_v2,
+}
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:

@@ -53,10 +53,14 @@ async def _tenant_stats(conn: aiosqlite.Connection, tenant: str) -> tuple[int, i
 
 
 async def _postings(
-    conn: aiosqlite.Connection, tenant: str, terms: list[str], query: SearchQuery
+    conn: aiosqlite.Connection,
+    tenant: str,
+    terms: list[str],
+    tags: tuple[str, ...],
+    memory_type: str | None,
 ) -> list[Any]:
     """(rowid, id, length, term, tf) of every memory passing tags and type with a query term."""
-    where, params = kind_filters(query.tags, query.memory_type)
+    where, params = kind_filters(tags, memory_type)
     sql = (
         "SELECT m.rowid, m.id, m.length, p.term, count(*) "
         "FROM memories_fts_postings p JOIN memories m ON m.rowid = p.doc "
@@ -66,14 +70,19 @@ async def _postings(
     return list(await conn.execute_fetchall(sql, (*terms, tenant, *params)))
 
 
-async def _ranked(
-    conn: aiosqlite.Connection, tenant: str, query: SearchQuery
-) -> list[tuple[float, str, int]]:
-    """(score, id, rowid) of each candidate at or above the threshold, best first."""
-    words = set(tokenize(query.text))
+async def lexical_scores(
+    conn: aiosqlite.Connection,
+    tenant: str,
+    text: str,
+    tags: tuple[str, ...] = (),
+    memory_type: str | None = None,
+) -> dict[int, tuple[float, str]]:
+    """Normalised BM25 score (unrounded) and id, by rowid, of every memory passing tags and
+    type that shares a word with `text`: `batchsvc.lexical.LexicalIndex.scores` in SQL."""
+    words = set(tokenize(text))
     stats = await _tenant_stats(conn, tenant)
     if not words or stats is None or stats[1] == 0:
-        return []
+        return {}
     number, docs, tokens = stats
     terms = {f"{number}_{word}": word for word in words}
     found = await conn.execute_fetchall(
@@ -85,18 +94,27 @@ async def _ranked(
     ceiling = sum(value * (K1 + 1) for value in idf.values())
     present = [term for term in terms if term in df]
     if ceiling <= 0 or not present:
-        return []
+        return {}
     average = tokens / docs or 1.0
     raw: dict[int, list[Any]] = {}
-    for rowid, memory_id, length, term, tf in await _postings(conn, tenant, present, query):
+    for rowid, memory_id, length, term, tf in await _postings(
+        conn, tenant, present, tags, memory_type
+    ):
         norm = K1 * (1 - B + B * length / average)
         entry = raw.setdefault(rowid, [0.0, memory_id])
         entry[0] += idf[term] * tf * (K1 + 1) / (tf + norm)
+    return {
+        rowid: (min(1.0, total / ceiling), memory_id) for rowid, (total, memory_id) in raw.items()
+    }
+
+
+async def _ranked(
+    conn: aiosqlite.Connection, tenant: str, query: SearchQuery
+) -> list[tuple[float, str, int]]:
+    """(score, id, rowid) of each candidate at or above the threshold, best first."""
+    scores = await lexical_scores(conn, tenant, query.text, query.tags, query.memory_type)
     # Rounded before the threshold, as the client sees it (the in-memory backend does too).
-    scored = [
-        (round(min(1.0, total / ceiling), 6), memory_id, rowid)
-        for rowid, (total, memory_id) in raw.items()
-    ]
+    scored = [(round(score, 6), memory_id, rowid) for rowid, (score, memory_id) in scores.items()]
     kept = [entry for entry in scored if entry[0] >= query.threshold]
     # Ties: newest first, the highest id.
     kept.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)

@@ -27,6 +27,16 @@ class VectorIndex:
         self._free: list[int] = []
         self._matrix: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
 
+    @classmethod
+    def from_rows(cls, ids: list[str], matrix: npt.NDArray[np.float32]) -> VectorIndex:
+        """An index of `matrix[i]` for `ids[i]` (distinct ids), built in one copy."""
+        index = cls()
+        if ids:
+            index._matrix = np.array(matrix, dtype=np.float32)
+            index._ids = [*ids]
+            index._rows = {doc_id: row for row, doc_id in enumerate(ids)}
+        return index
+
     def __len__(self) -> int:
         return len(self._rows)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -73,8 +74,23 @@ def counting() -> CountingEmbedder:
     return CountingEmbedder()
 
 
-@pytest.fixture
-async def semantic_service(service_factory: ServiceFactory, counting: CountingEmbedder) -> Service:
+class LexicalOnlySQLite(SQLiteStore):
+    """A backend that stores no vectors: SQLite as it was before it gained them."""
+
+    supports_vectors = False
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def semantic_service(
+    service_factory: ServiceFactory,
+    counting: CountingEmbedder,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Service:
+    """The service with the real embedder, on each backend that stores vectors."""
+    if request.param == "sqlite":
+        store = SQLiteStore.from_options({"path": str(tmp_path / "semantic.db")})
+        return await service_factory(storage=store, embedder=counting)
     return await service_factory(embedder=counting)
 
 
@@ -273,7 +289,7 @@ class TestAtomicAndWithoutEmbedder:
     async def test_a_backend_without_vectors_stays_lexical(
         self, service_factory: ServiceFactory, counting: CountingEmbedder, tmp_path: Any
     ) -> None:
-        store = SQLiteStore.from_options({"path": str(tmp_path / "m.db")})
+        store = LexicalOnlySQLite.from_options({"path": str(tmp_path / "m.db")})
         service = await service_factory(storage=store, embedder=counting)
         await service.create("the quokka smiled")
         assert [hit["content"] for hit in await search(service, "quokka")] == ["the quokka smiled"]

@@ -1,0 +1,176 @@
+"""The operations of the SQLite backend: what each does, on the connection and inside the
+write that `batchsvc_backends.sqlite.SQLiteStore` (or one of its transactions) provides."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar
+
+import aiosqlite
+
+from batchsvc.errors import BackendError
+from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.ranking import VectorScores
+from batchsvc.storage import Page, Vector
+from batchsvc.vectors import VectorIndex
+
+from . import sqlite_queries as q
+from .sqlite_search import search
+from .sqlite_support import Work, run_to_end, translated_errors, undo
+from .sqlite_vectors import Change, StagedVectors, check, encode, vector_search
+
+T = TypeVar("T")
+#: The store's loader of a tenant's vector index; callable while its write lock is held.
+Loader = Callable[[str], Awaitable[VectorIndex]]
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is not None and not MEMORY_ID.fullmatch(cursor):
+        raise ValueError("invalid cursor")
+    return cursor
+
+
+class Ops:
+    """The operations; subclasses say which connection reads and how a write is wrapped."""
+
+    def _reading(self, tenant: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        raise NotImplementedError
+
+    async def _write(
+        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+    ) -> T:
+        """Run `work` as one write; its changes reach the vector index once they commit.
+        `vector`, when the write stores one, is checked against the index first."""
+        raise NotImplementedError
+
+    async def _vectors(self, tenant: str) -> VectorScores:
+        raise NotImplementedError
+
+    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
+        async def work(conn: aiosqlite.Connection) -> tuple[None, list[Change]]:
+            await q.insert(conn, tenant, memory, encode(vector))
+            return None, [] if vector is None else [(memory.id, vector)]
+
+        await self._write(tenant, work, vector)
+
+    async def get(self, tenant: str, memory_id: str) -> Memory | None:
+        async with self._reading(tenant) as conn:
+            return await q.fetch(conn, tenant, memory_id)
+
+    async def update(
+        self,
+        tenant: str,
+        memory_id: str,
+        patch: MemoryPatch,
+        now: str,
+        vector: Vector | None = None,
+    ) -> Memory | None:
+        async def work(conn: aiosqlite.Connection) -> tuple[Memory | None, list[Change]]:
+            done = await q.update(conn, tenant, memory_id, patch, now, encode(vector))
+            if done is None:
+                return None, []
+            memory, text_changed = done
+            if vector is None and not text_changed:
+                return memory, []  # the vector, if any, still describes the text
+            return memory, [(memory_id, vector)]
+
+        return await self._write(tenant, work, vector)
+
+    async def delete(self, tenant: str, memory_id: str) -> bool:
+        async def work(conn: aiosqlite.Connection) -> tuple[bool, list[Change]]:
+            deleted = await q.delete(conn, tenant, memory_id)
+            return deleted, [(memory_id, None)] if deleted else []
+
+        return await self._write(tenant, work)
+
+    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
+        if query.mode == "lexical":
+            async with self._reading(tenant) as conn:
+                return await search(conn, tenant, query)
+        vectors = await self._vectors(tenant)  # before `_reading`: loading takes other locks
+        async with self._reading(tenant) as conn:
+            return await vector_search(conn, tenant, query, vectors)
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        tags: tuple[str, ...] = (),
+        memory_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        before = _decode_cursor(cursor)
+        async with self._reading(tenant) as conn:
+            # One more than asked tells whether another page exists.
+            items = await q.listing(conn, tenant, tags, memory_type, limit + 1, before)
+        more = len(items) > limit
+        items = items[:limit]
+        # The cursor is the last id given out: ids sort by creation, so paging survives writes.
+        return Page(items, items[-1].id if more else None)
+
+
+class TransactionOps(Ops):
+    """The ops of one open transaction: its tenant only, on the writer connection.
+
+    The executor runs an atomic batch's operations concurrently; a lock of their own keeps each
+    one's statements together, and a savepoint makes each write all or nothing inside the
+    transaction, so an operation cut short (cancelled, failed) leaves no half of itself behind.
+    """
+
+    def __init__(self, loaded: Loader, conn: aiosqlite.Connection, tenant: str) -> None:
+        self._loaded = loaded
+        self._conn = conn
+        self._tenant = tenant
+        self._lock = asyncio.Lock()
+        self.closed = False
+        #: Vector changes of the writes so far, for the index once the transaction commits.
+        self.staged: list[Change] = []
+
+    def _check(self, tenant: str) -> None:
+        if tenant != self._tenant:
+            raise ValueError("a transaction serves only the tenant it was opened for")
+        if self.closed:
+            raise BackendError("the transaction has ended")
+
+    async def close(self) -> None:
+        """Wait out an operation still under way, then refuse any more.
+
+        Only then may the transaction commit or roll back: a straggler's remaining statements
+        would otherwise run after it, outside any transaction and the writer's lock.
+        """
+        async with self._lock:
+            self.closed = True
+
+    @asynccontextmanager
+    async def _reading(self, tenant: str) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            self._check(tenant)
+            with translated_errors():
+                yield self._conn
+
+    async def _vectors(self, tenant: str) -> VectorScores:
+        async with self._lock:
+            self._check(tenant)
+            # The transaction holds the store's write lock, as loading requires.
+            return StagedVectors(await self._loaded(tenant), dict(self.staged))
+
+    async def _write(
+        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+    ) -> T:
+        async with self._lock:
+            self._check(tenant)
+            if vector is not None:
+                check(await self._loaded(tenant), dict(self.staged), vector)
+            with translated_errors():
+                try:
+                    await self._conn.execute("SAVEPOINT operation")
+                    result, changes = await work(self._conn)
+                except BaseException:
+                    await undo(self._conn, "operation")
+                    raise
+                await run_to_end(self._conn.execute("RELEASE operation"))
+                self.staged.extend(changes)
+                return result

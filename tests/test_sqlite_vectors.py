@@ -1,0 +1,239 @@
+"""Vectors on the SQLite backend beyond the conformance suite: they live in the file (through a
+reopen, and after the migration of a version-1 file), the index follows commits only, and
+semantic and hybrid scores equal the in-memory backend's, inside transactions too."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batchsvc_backends.memory import MemoryStore
+from batchsvc_backends.sqlite import SQLiteStore
+from batchsvc_backends.sqlite_schema import _V1, SCHEMA_VERSION
+
+from batchsvc.errors import BackendError
+from batchsvc.filters import parse_filter
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.storage import MemoryOps, Storage, Vector
+from batchsvc.testing import LATER, OTHER, TENANT, make_memory
+from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
+
+WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
+
+
+class Boom(Exception):
+    """Raised inside a transaction to roll it back."""
+
+
+def open_store(path: Path) -> SQLiteStore:
+    return SQLiteStore.from_options({"path": str(path)})
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "memories.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[SQLiteStore]:
+    async with open_store(db) as opened:
+        yield opened
+
+
+def ids(hits: list[SearchHit]) -> list[str]:
+    return [hit.memory.id for hit in hits]
+
+
+def semantic(vector: Vector, **kw: Any) -> SearchQuery:
+    return SearchQuery("query", mode="semantic", vector=vector, **kw)
+
+
+def stored_vectors(path: Path) -> dict[str, bytes | None]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT id, vector FROM memories").fetchall())
+
+
+class TestDurability:
+    """Vectors are columns of the file: a reopen (which rebuilds the index) ranks the same."""
+
+    async def test_vectors_survive_closing_and_reopening(self, db: Path) -> None:
+        x, y, bare, gone = (make_memory(f"walrus {i}") for i in range(4))
+        queries = [semantic(NEAR_X, limit=10), SearchQuery("walrus", mode="hybrid", vector=Y)]
+        async with open_store(db) as store:
+            await store.create(TENANT, x, X)
+            await store.create(TENANT, y, Z)
+            await store.create(TENANT, bare, None)
+            await store.create(TENANT, gone, X)
+            await store.update(TENANT, y.id, MemoryPatch(title="t"), LATER, Y)
+            await store.delete(TENANT, gone.id)
+            await store.create(OTHER, make_memory("stranger"), X)
+            before = [await store.search(TENANT, query) for query in queries]
+        assert ids(before[0]) == [x.id, y.id]
+        async with open_store(db) as store:
+            assert [await store.search(TENANT, query) for query in queries] == before
+            # The rebuilt index takes new writes like the first one did.
+            await store.update(TENANT, x.id, MemoryPatch(content="thawed"), LATER)
+            assert ids(await store.search(TENANT, semantic(X))) == [y.id]
+        async with open_store(db) as store:
+            assert ids(await store.search(TENANT, semantic(X))) == [y.id]
+        assert stored_vectors(db)[bare.id] is None
+
+    async def test_a_version_1_file_is_migrated_and_takes_vectors(self, db: Path) -> None:
+        old = make_memory("walrus from the old release")
+        async with open_store(db) as store:
+            await store.create(TENANT, old)
+        # Take the file back to version 1 exactly: the column dropped, the version lowered.
+        with sqlite3.connect(db) as conn:
+            conn.execute("ALTER TABLE memories DROP COLUMN vector")
+            conn.execute("PRAGMA user_version = 1")
+        with sqlite3.connect(":memory:") as fresh, sqlite3.connect(db) as conn:
+            for statement in _V1:
+                fresh.execute(statement)
+            query = "SELECT sql FROM sqlite_master WHERE name = 'memories'"
+            assert conn.execute(query).fetchone() == fresh.execute(query).fetchone()
+        new = make_memory("walrus of this release")
+        async with open_store(db) as store:
+            assert await store.get(TENANT, old.id) == old
+            assert await store.search(TENANT, semantic(X)) == []  # it has no vector yet
+            await store.create(TENANT, new, X)
+            await store.update(TENANT, old.id, MemoryPatch(content="walrus again"), LATER, Y)
+            hybrid = await store.search(TENANT, SearchQuery("walrus", mode="hybrid", vector=X))
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        async with open_store(db) as store:
+            assert ids(await store.search(TENANT, semantic(X))) == [new.id, old.id]
+            assert ids(await store.search(TENANT, semantic(Y)))[0] == old.id
+            assert await store.search(TENANT, SearchQuery("walrus", mode="hybrid", vector=X)) == (
+                hybrid
+            )
+
+
+class TestIndexFollowsCommits:
+    """Only committed writes reach the index, and the index always agrees with the file."""
+
+    async def test_a_failed_write_leaves_no_vector(self, store: SQLiteStore) -> None:
+        memory = make_memory("first")
+        await store.create(TENANT, memory, X)
+        await store.search(TENANT, semantic(X))  # the index is loaded
+        with pytest.raises(BackendError):
+            await store.create(TENANT, memory, Z)  # the same id: the INSERT fails
+        assert [hit.score for hit in await store.search(TENANT, semantic(Z))] == [0.0]
+        with pytest.raises(ValueError):
+            await store.create(TENANT, make_memory("wrong size"), (1.0, 0.0))
+        assert ids(await store.search(TENANT, semantic(X))) == [memory.id]
+
+    async def test_a_transaction_sees_its_staged_vectors_and_others_do_not(
+        self, store: SQLiteStore, db: Path
+    ) -> None:
+        kept, changed = make_memory("kept"), make_memory("changed")
+        await store.create(TENANT, kept, X)
+        await store.create(TENANT, changed, Y)
+        before = stored_vectors(db)
+        with pytest.raises(Boom):
+            async with store.transaction(TENANT) as tx:
+                phantom = make_memory("phantom")
+                await tx.create(TENANT, phantom, Z)
+                await tx.update(TENANT, changed.id, MemoryPatch(content="new"), LATER, X)
+                inside = await tx.search(TENANT, semantic(X))
+                assert ids(inside)[:2] == [changed.id, kept.id]  # both at 1.0: newest first
+                assert ids(await tx.search(TENANT, semantic(Z)))[0] == phantom.id
+                # Outside the transaction nothing of it is visible.
+                assert ids(await store.search(TENANT, semantic(Z))) == [changed.id, kept.id]
+                raise Boom
+        assert stored_vectors(db) == before
+        assert ids(await store.search(TENANT, semantic(Y)))[0] == changed.id
+
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_random_writes_leave_the_index_equal_to_a_fresh_load(
+        self, db: Path, seed: int
+    ) -> None:
+        rng = random.Random(seed)
+        memories: list[Memory] = []
+        async with open_store(db) as store:
+            for step in range(120):
+                action = rng.random()
+                vector = (
+                    unit(*(rng.uniform(-1, 1) for _ in range(4))) if rng.random() < 0.8 else None
+                )
+                if action < 0.5 or not memories:
+                    memory = make_memory(" ".join(rng.sample(WORDS, 3)))
+                    await store.create(TENANT, memory, vector)
+                    memories.append(memory)
+                elif action < 0.8:
+                    target = rng.choice(memories)
+                    patch = rng.choice(
+                        [MemoryPatch(content=rng.choice(WORDS)), MemoryPatch(tags=("t",))]
+                    )
+                    await store.update(TENANT, target.id, patch, LATER, vector)
+                elif action < 0.9:
+                    target = memories.pop(rng.randrange(len(memories)))
+                    await store.delete(TENANT, target.id)
+                else:
+                    with pytest.raises(Boom):
+                        async with store.transaction(TENANT) as tx:
+                            await tx.create(TENANT, make_memory("rolled back"), vector)
+                            raise Boom
+                if step == 10:
+                    await store.search(TENANT, semantic(X))  # load part way through
+            probes = [unit(*(rng.uniform(-1, 1) for _ in range(4))) for _ in range(5)]
+            live = [await store.search(TENANT, semantic(p, limit=100)) for p in probes]
+        async with open_store(db) as store:
+            assert [await store.search(TENANT, semantic(p, limit=100)) for p in probes] == live
+
+
+class TestSameRankingAsMemory:
+    """Semantic and hybrid hits, scores and order equal the in-memory backend's."""
+
+    async def test_scores_and_order_equal_the_in_memory_backends(self, store: SQLiteStore) -> None:
+        rng = random.Random(7)
+        async with MemoryStore.from_options({}) as reference:
+            backends: list[Storage] = [reference, store]
+            for i in range(60):
+                memory = make_memory(
+                    " ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
+                    title="Arctic" if i % 4 == 0 else None,
+                    tags=("even",) if i % 2 == 0 else (),
+                    metadata={"n": i % 5},
+                )
+                axis = i % 3
+                vector = (
+                    None if i % 7 == 0 else unit(*(float(axis == k) + 0.1 * k for k in range(4)))
+                )
+                for backend in backends:
+                    await backend.create(TENANT, memory, vector)
+            queries = [
+                SearchQuery(text, mode=mode, vector=vector, limit=limit, **extra)
+                for text in ("walrus", "krill seal tide", "arctic ice")
+                for mode in ("semantic", "hybrid")
+                for vector in (X, NEAR_X, unit(0.1, 0.2, 0.9, 0.3))
+                for limit, extra in (
+                    (100, {}),
+                    (5, {"tags": ("even",)}),
+                    (10, {"threshold": 0.45}),
+                    (10, {"filter": parse_filter({"n": {"$gte": 2}})}),
+                )
+            ]
+            for query in queries:
+                await self.compare(query, reference, store)
+            # Inside transactions, with staged changes, as well.
+            async with reference.transaction(TENANT) as ref_tx, store.transaction(TENANT) as tx:
+                extra_memory = make_memory("walrus krill")
+                txs: list[MemoryOps] = [ref_tx, tx]
+                for ops in txs:
+                    await ops.create(TENANT, extra_memory, Z)
+                    first = (await ops.search(TENANT, semantic(X, limit=1)))[0].memory.id
+                    await ops.update(TENANT, first, MemoryPatch(content="moved"), LATER, Y)
+                for query in queries[:12]:
+                    await self.compare(query, ref_tx, tx)
+
+    @staticmethod
+    async def compare(query: SearchQuery, reference: MemoryOps, ours: MemoryOps) -> None:
+        theirs, mine = [await ops.search(TENANT, query) for ops in (reference, ours)]
+        assert ids(mine) == ids(theirs), query
+        for hit, ref in zip(mine, theirs, strict=True):
+            assert hit.score == pytest.approx(ref.score, abs=2e-6)
+            assert hit.memory == ref.memory
