@@ -44,8 +44,11 @@ class AuthConfig:
 
 @frozen
 class StorageConfig:
-    backend: str = "memory"
-    options: dict[str, Any] = field(factory=dict)
+    """SQLite, the embedded default, keeps its file in the data folder (relative to the
+    working directory, like every relative path here)."""
+
+    backend: str = "sqlite"
+    options: dict[str, Any] = field(factory=lambda: {"path": "data/batchsvc.db"})
 
 
 @frozen

@@ -141,6 +141,8 @@ def _service_app(keys_file: str) -> web.Application:
         "rate_limit": HIGH_RATE_LIMIT,
         # Set by --embedder in the parent; spawned servers inherit the environment.
         "embedder": {"name": os.environ.get("BATCHSVC_BENCH_EMBEDDER", "none")},
+        # The figures in the README are the in-memory backend's: the service's own cost.
+        "storage": {"backend": "memory", "options": {}},
     }
     config = parse_config(raw, "bench", env={})
     configure_logging(config.logging.level, config.logging.json)

@@ -23,6 +23,8 @@ def make_config(keys_file: Path, **sections: Any) -> Config:
         "auth": {"keys_file": str(keys_file)},
         "rate_limit": TEST_RATE_LIMIT,
         "embedder": {"name": "none"},
+        # The in-memory backend unless a test asks for another: fast, and nothing on disk.
+        "storage": {"backend": "memory", "options": {}},
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}

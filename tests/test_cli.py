@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_up(base: str) -> None:
+    """Poll /healthz for up to 20 s (the embedder loads at start)."""
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"{base} did not come up")
 
 
 @pytest.fixture
@@ -144,12 +156,7 @@ def served_process(tmp_path: Path, config_file: Path) -> Iterator[Served]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
+        wait_until_up(base)
         yield Served(base, key, process)
     finally:
         if process.poll() is None:
@@ -244,3 +251,57 @@ class TestDamagedKeysFile:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 401
         assert "keys_file_unreadable" in served_process.stop()
+
+
+class TestDefaultStorage:
+    """`serve` on the default configuration keeps memories in SQLite in the data folder: they
+    survive a restart."""
+
+    def test_memories_survive_a_restart(self, tmp_path: Path, config_file: Path) -> None:
+        key = run_cli(
+            "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+        ).stdout.strip()
+        body = json.dumps({"content": "kept across restarts"}).encode()
+        with _serving(tmp_path, config_file) as base:
+            request = urllib.request.Request(
+                f"{base}/api/v1/memories",
+                data=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                memory_id = json.load(response)["data"]["id"]
+        assert (tmp_path / "data" / "batchsvc.db").is_file()
+        with _serving(tmp_path, config_file) as base:
+            request = urllib.request.Request(
+                f"{base}/api/v1/memories/{memory_id}", headers={"Authorization": f"Bearer {key}"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert json.load(response)["data"]["content"] == "kept across restarts"
+
+
+@contextmanager
+def _serving(cwd: Path, config_file: Path) -> Iterator[str]:
+    """`batchsvc serve` until the block ends, then SIGTERM (it must exit cleanly)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchsvc",
+            "serve",
+            "--config",
+            str(config_file),
+            "--port",
+            str(port),
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
