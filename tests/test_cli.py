@@ -132,36 +132,37 @@ class Served:
         return stderr.decode()
 
 
-@pytest.fixture
-def served_process(tmp_path: Path, config_file: Path) -> Iterator[Served]:
-    """A real `batchsvc serve` process and a key made by the CLI."""
-    key = run_cli(
-        "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
-    ).stdout.strip()
+@contextmanager
+def serving(cwd: Path, config_file: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`batchsvc serve` on a free port until the block ends; its base URL and process. A
+    process still running then gets SIGTERM and must exit cleanly."""
     port = free_port()
+    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config_file)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchsvc",
-            "serve",
-            "--config",
-            str(config_file),
-            "--port",
-            str(port),
-        ],
-        cwd=tmp_path,
+        [*command, "--port", str(port)],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base)
-        yield Served(base, key, process)
+        yield base, process
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(timeout=15)
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=15)
+        assert process.returncode == 0
+
+
+@pytest.fixture
+def served_process(tmp_path: Path, config_file: Path) -> Iterator[Served]:
+    """A real `batchsvc serve` process and a key made by the CLI."""
+    key = run_cli(
+        "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+    ).stdout.strip()
+    with serving(tmp_path, config_file) as (base, process):
+        yield Served(base, key, process)
 
 
 @pytest.fixture
@@ -262,7 +263,7 @@ class TestDefaultStorage:
             "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
         ).stdout.strip()
         body = json.dumps({"content": "kept across restarts"}).encode()
-        with _serving(tmp_path, config_file) as base:
+        with serving(tmp_path, config_file) as (base, _):
             request = urllib.request.Request(
                 f"{base}/api/v1/memories",
                 data=body,
@@ -271,37 +272,9 @@ class TestDefaultStorage:
             with urllib.request.urlopen(request, timeout=10) as response:
                 memory_id = json.load(response)["data"]["id"]
         assert (tmp_path / "data" / "batchsvc.db").is_file()
-        with _serving(tmp_path, config_file) as base:
+        with serving(tmp_path, config_file) as (base, _):
             request = urllib.request.Request(
                 f"{base}/api/v1/memories/{memory_id}", headers={"Authorization": f"Bearer {key}"}
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert json.load(response)["data"]["content"] == "kept across restarts"
-
-
-@contextmanager
-def _serving(cwd: Path, config_file: Path) -> Iterator[str]:
-    """`batchsvc serve` until the block ends, then SIGTERM (it must exit cleanly)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchsvc",
-            "serve",
-            "--config",
-            str(config_file),
-            "--port",
-            str(port),
-        ],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base)
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
