@@ -73,7 +73,7 @@ class ApiError(Exception):
         return cls(
             ErrorCode.VALIDATION_ERROR,
             error.message,
-            {"field": error.field, "reason": error.reason},
+            error.details,
         )
 
     def envelope(self) -> dict[str, Any]:
@@ -91,6 +91,11 @@ class FieldError(Exception):
         self.field = field
         self.reason = reason
         self.message = message
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The `error.details` a VALIDATION_ERROR carries, wherever it is reported."""
+        return {"field": self.field, "reason": self.reason}
 
 
 class BackendError(Exception):

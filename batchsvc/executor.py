@@ -315,7 +315,7 @@ class BatchExecutor:
             raise OperationFailed(
                 ErrorCode.VALIDATION_ERROR,
                 error.message,
-                {"field": error.field, "reason": error.reason},
+                error.details,
             ) from None
         except BackendError as error:
             log.error("backend_error", index=index, error=repr(error))

@@ -50,7 +50,7 @@ class OperationResult:
         self.fail(
             ErrorCode.VALIDATION_ERROR,
             error.message,
-            {"field": error.field, "reason": error.reason},
+            error.details,
         )
 
     def skip(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> None:
