@@ -267,18 +267,20 @@ def server_main(
     asyncio.run(_serve(kind, keys_file, profiler, conn))
 
 
-class Server:
-    """A server process for one measurement, driven through a pipe."""
+class PipeServer:
+    """A server in a spawned process, driven through a pipe; `target(*args, pipe)` must send
+    its port first, then answer commands. bench_search.py uses it too."""
 
-    def __init__(self, kind: str, settings: Settings, log_path: str, profiler: str | None) -> None:
+    def __init__(
+        self, target: Callable[..., None], args: tuple[Any, ...], log_path: str, start_s: float
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.log_path = log_path
         self._conn, child = context.Pipe()
-        args = (kind, settings.keys_file, log_path, profiler, settings.gc, child)
-        self.process = context.Process(target=server_main, args=args, daemon=True)
+        self.process = context.Process(target=target, args=(*args, child), daemon=True)
         self.process.start()
         child.close()
-        self.port: int = self._ask(None, 60)
+        self.port: int = self._ask(None, start_s)
 
     def _ask(self, command: str | None, timeout: float) -> Any:
         try:
@@ -291,6 +293,14 @@ class Server:
         tail = Path(self.log_path).read_text(errors="replace")[-3000:]
         self.process.terminate()
         raise SystemExit(f"the server process did not answer {command!r}; its stderr:\n{tail}")
+
+
+class Server(PipeServer):
+    """A server process for one measurement."""
+
+    def __init__(self, kind: str, settings: Settings, log_path: str, profiler: str | None) -> None:
+        args = (kind, settings.keys_file, log_path, profiler, settings.gc)
+        super().__init__(server_main, args, log_path, 60)
 
     def start_profiling(self) -> None:
         self._ask("profile", 30)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import random
 import sys
@@ -153,28 +152,9 @@ def server_main(db_path: str, keys_file: str, log_path: str, conn: Any) -> None:
     asyncio.run(_serve(db_path, keys_file, conn))
 
 
-class Server:
+class Server(bb.PipeServer):
     def __init__(self, db_path: str, keys_file: str, log_path: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.log_path = log_path
-        self._conn, child = context.Pipe()
-        args = (db_path, keys_file, log_path, child)
-        self.process = context.Process(target=server_main, args=args, daemon=True)
-        self.process.start()
-        child.close()
-        self.port: int = self._ask(None, 120)
-
-    def _ask(self, command: str | None, timeout: float) -> Any:
-        try:
-            if command is not None:
-                self._conn.send(command)
-            if self._conn.poll(timeout):
-                return self._conn.recv()
-        except (EOFError, OSError):
-            pass
-        tail = Path(self.log_path).read_text(errors="replace")[-3000:]
-        self.process.terminate()
-        raise SystemExit(f"the server process did not answer {command!r}; its stderr:\n{tail}")
+        super().__init__(server_main, (db_path, keys_file, log_path), log_path, 120)
 
     def cpu(self) -> float:
         return float(self._ask("cpu", 30))
