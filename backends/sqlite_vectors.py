@@ -142,10 +142,15 @@ class _Fixed:
     """Lexical scores computed beforehand, in the shape `batchsvc.ranking` reads."""
 
     def __init__(self, scores: dict[str, float]) -> None:
-        self._scores = scores
+        self._ids: list[str | None] = list(scores)
+        self._scores: Scores = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+        self._rows = {memory_id: row for row, memory_id in enumerate(scores)}
 
-    def scores(self, query: str) -> Mapping[str, float]:
-        return self._scores
+    def score_rows(self, query: str) -> tuple[list[str | None], Scores]:
+        return self._ids, self._scores
+
+    def row(self, doc_id: str) -> int | None:
+        return self._rows.get(doc_id)
 
 
 async def vector_search(

@@ -9,16 +9,17 @@ while no embedder ran) counts as semantic score 0, and one with no shared word a
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+import math
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.storage import Vector
-from batchsvc.vectors import Scores, fuse, fuse_one
+from batchsvc.vectors import Scores, fuse_one
 
 Ranked = Iterator[tuple[float, str]]
 
@@ -26,7 +27,9 @@ Ranked = Iterator[tuple[float, str]]
 class LexicalScores(Protocol):
     """What ranking needs of a lexical index (`batchsvc.lexical.LexicalIndex` is one)."""
 
-    def scores(self, query: str) -> Mapping[str, float]: ...
+    def score_rows(self, query: str) -> tuple[Sequence[str | None], Scores]: ...
+
+    def row(self, doc_id: str) -> int | None: ...
 
 
 class VectorScores(Protocol):
@@ -37,27 +40,22 @@ class VectorScores(Protocol):
     def row(self, doc_id: str) -> int | None: ...
 
 
+#: Candidates taken per side in a first round: a search usually ends within them.
+FIRST_ROUND = 256
+
+
 def ranked(query: SearchQuery, lexical: LexicalScores, vectors: VectorScores) -> Ranked:
     """(score, id) pairs of the query's candidates, best first. `vectors.scores` is called
     before this returns and `vectors.row` only after it, as a staged view may require."""
     if query.mode == "lexical":
-        return _by_score(lexical.scores(query.text).items())
+        ids, scores = lexical.score_rows(query.text)
+        return _by_array(ids, scores, floor_included=False)
     vector = _query_vector(query)
     ids, semantic = vectors.scores(vector)
     if query.mode == "semantic":
-        return _by_array(ids, semantic)
-    fused = fuse(semantic, 0.0)
-    without_vector: list[tuple[str, float]] = []
-    for memory_id, score in lexical.scores(query.text).items():
-        row = vectors.row(memory_id)
-        if row is None:
-            without_vector.append((memory_id, fuse_one(0.0, score)))
-        else:
-            fused[row] = fuse_one(float(semantic[row]), score)
-    fused[semantic < 0] = -1.0  # free rows stay out
-    return heapq.merge(
-        _by_array(ids, fused), _by_score(without_vector), key=lambda pair: pair[0], reverse=True
-    )
+        return _by_array(ids, semantic, floor_included=True)
+    words, lexical_scores = lexical.score_rows(query.text)
+    return _fused(_Side(ids, semantic, vectors), _Side(words, lexical_scores, lexical))
 
 
 def _query_vector(query: SearchQuery) -> Vector:
@@ -66,19 +64,92 @@ def _query_vector(query: SearchQuery) -> Vector:
     return query.vector
 
 
-def _by_score(scores: Iterable[tuple[str, float]]) -> Ranked:
-    return iter(sorted(((score, doc_id) for doc_id, score in scores), reverse=True))
+def _by_array(ids: Sequence[str | None], scores: Scores, *, floor_included: bool) -> Ranked:
+    """Rows by descending score, down to 0 (included or not); rows of id None are skipped.
+
+    The first FIRST_ROUND rows come from a partition and a sort of those alone; only a walk
+    that goes past them (filters rejected most) pays for sorting the rest."""
+    keep = scores >= 0 if floor_included else scores > 0
+    if len(scores) > FIRST_ROUND:
+        part = np.argpartition(-scores, FIRST_ROUND)
+        edge = scores[part[FIRST_ROUND]]  # no row outside part[:FIRST_ROUND] scores above it
+        top = part[:FIRST_ROUND]
+        top = top[(scores[top] > edge) & keep[top]]
+        yield from _pairs(ids, scores, top[np.argsort(-scores[top], kind="stable")])
+        keep &= scores <= edge
+    rest = np.flatnonzero(keep)
+    yield from _pairs(ids, scores, rest[np.argsort(-scores[rest], kind="stable")])
 
 
-def _by_array(ids: list[str | None], scores: Scores) -> Ranked:
-    # A stable sort of the negated scores: a full sort of 100,000 floats is a few ms, and the
-    # walk below usually stops after `limit` rows.
-    for row in np.argsort(-scores, kind="stable").tolist():
-        score = float(scores[row])
+def _pairs(ids: Sequence[str | None], scores: Scores, order: npt.NDArray[np.intp]) -> Ranked:
+    for row in order.tolist():
         doc_id = ids[row]
-        if score < 0 or doc_id is None:
+        if doc_id is not None:
+            yield float(scores[row]), doc_id
+
+
+class _Side:
+    """One side of a hybrid ranking: ids by row, their scores, and the index for lookups."""
+
+    def __init__(
+        self, ids: Sequence[str | None], scores: Scores, index: LexicalScores | VectorScores
+    ) -> None:
+        self.ids, self.scores, self._index = ids, scores, index
+
+    def top(self, count: int) -> tuple[list[int], float]:
+        """Rows of the `count` best scores, and the best score of any other row (-inf: none)."""
+        size = len(self.scores)
+        if count >= size:
+            return list(range(size)), -math.inf
+        part = np.argpartition(-self.scores, count)
+        return part[:count].tolist(), float(self.scores[part[count]])
+
+    def score_of(self, doc_id: str) -> float:
+        """The document's score on this side; 0 if it has none (no vector, no shared word)."""
+        row = self._index.row(doc_id)
+        # The row check: a write since `scores` was taken may have moved the document.
+        if row is None or row >= len(self.scores) or self.ids[row] != doc_id:
+            return 0.0
+        return max(0.0, float(self.scores[row]))
+
+
+def _fused(semantic: _Side, lexical: _Side) -> Ranked:
+    """Hybrid candidates (every memory with a vector, and every one sharing a word) by
+    `fuse_one`, exactly, without fusing all of them: a threshold algorithm (Fagin et al.).
+
+    Each round takes the `count` best rows of each side and fuses those candidates. A memory
+    outside both tops scores at most `fuse_one(best semantic left, best lexical left)`, so the
+    candidates above that bound are final and come out in order; the rest wait for a round
+    with `count` four times larger, the last of which covers everything."""
+    given: set[str] = set()
+    count = FIRST_ROUND
+    while True:
+        semantic_rows, semantic_left = semantic.top(count)
+        lexical_rows, lexical_left = lexical.top(count)
+        # Candidates: rows with a vector (free rows score -1), and rows sharing a word.
+        candidates = dict.fromkeys(
+            [semantic.ids[row] for row in semantic_rows if semantic.scores[row] >= 0]
+            + [lexical.ids[row] for row in lexical_rows if lexical.scores[row] > 0]
+        )
+        candidates.pop(None, None)
+        fused = sorted(
+            (
+                (fuse_one(semantic.score_of(doc_id), lexical.score_of(doc_id)), doc_id)
+                for doc_id in candidates
+                if doc_id is not None and doc_id not in given
+            ),
+            reverse=True,
+        )
+        last = semantic_left == -math.inf and lexical_left == -math.inf
+        bound = -math.inf if last else fuse_one(max(semantic_left, 0.0), max(lexical_left, 0.0))
+        for score, doc_id in fused:
+            if score <= bound:
+                break
+            given.add(doc_id)
+            yield score, doc_id
+        if last:
             return
-        yield score, doc_id
+        count *= 4
 
 
 def _walk(query: SearchQuery, candidates: Ranked) -> Iterator[tuple[float, str]]:
