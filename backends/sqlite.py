@@ -3,8 +3,10 @@
 
 Connections. aiosqlite gives each connection one thread, and tasks sharing a connection share
 its transaction (see FACTS.md), so:
-- one writer connection, behind an asyncio.Lock: every write, and every `transaction()` for its
-  whole life, holds it, so two callers never share a SQLite transaction;
+- one writer connection, behind an asyncio.Lock: each group of plain writes, and every
+  `transaction()` for its whole life, holds it, so a transaction never shares a SQLite
+  transaction with anyone. Plain writes waiting at the same time share one transaction and
+  one COMMIT (group commit, `sqlite_group`), each with its own outcome;
 - one reader connection for reads outside transactions. In WAL mode it sees committed data
   only, so nobody reads a change before its commit, and reads never wait for writes. Its own
   lock keeps each read's statements in one snapshot of their own;
@@ -12,16 +14,16 @@ its transaction (see FACTS.md), so:
 
 Durability: WAL with `synchronous=FULL`, so a write that returned survives a power cut.
 
-Cancellation (the contract in `batchsvc.storage`): a write cancelled before its COMMIT is
-rolled back, then the CancelledError goes on, so nothing changed. Once the COMMIT has been sent
-it cannot be called back, so a cancel that arrives then is absorbed: the call waits for the
-commit and returns its result, as if it had never been cancelled.
+Cancellation (the contract in `batchsvc.storage`): a plain write cancelled while it is still
+queued leaves the queue, and the CancelledError goes on: nothing changed. Once its group has
+started, a cancel is absorbed: the call waits for the group and reports its real outcome. A
+transaction cancelled before its COMMIT is rolled back; once the COMMIT has been sent it cannot
+be called back, so a cancel that arrives then is absorbed the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,14 +33,16 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError
+from batchsvc.models import Memory
 from batchsvc.ranking import VectorScores
 from batchsvc.storage import MemoryOps, Vector
 from batchsvc.vectors import VectorIndex
 
+from .sqlite_group import GroupCommit
 from .sqlite_ops import Ops, TransactionOps
 from .sqlite_schema import migrate
-from .sqlite_support import Work, run_to_end, translated_errors, undo
-from .sqlite_vectors import Change, VectorCache, check
+from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
+from .sqlite_vectors import Change, VectorCache
 
 T = TypeVar("T")
 
@@ -58,6 +62,7 @@ class SQLiteStore(Ops):
         self.busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._group: GroupCommit | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
         self._cache = VectorCache()
@@ -104,6 +109,7 @@ class SQLiteStore(Ops):
             except BaseException:
                 await self._writer.close()
                 raise
+        self._group = GroupCommit(self._writer, self._write_lock, self._loaded, self._cache)
         return self
 
     async def __aexit__(
@@ -112,12 +118,15 @@ class SQLiteStore(Ops):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # The lock lets a write or transaction still under way finish first.
+        # Writes already queued or under way finish first; the lock waits out a transaction.
+        if self._group is not None:
+            await self._group.close()
         async with self._write_lock:
             for conn in (self._reader, self._writer):
                 if conn is not None:
                     await conn.close()
             self._reader = self._writer = None
+            self._group = None
             self._cache.clear()
 
     def _conn(self, reader: bool) -> aiosqlite.Connection:
@@ -160,30 +169,15 @@ class SQLiteStore(Ops):
             return await self._loaded(tenant)
 
     async def _write(
-        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+        self,
+        tenant: str,
+        work: Work[tuple[T, list[Change]]],
+        vector: Vector | None = None,
+        created: Memory | None = None,
     ) -> T:
-        conn = self._conn(reader=False)
-        async with self._write_lock:  # a cancel while waiting here has changed nothing
-            if vector is not None:
-                check(await self._loaded(tenant), {}, vector)
-            with translated_errors():
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                    result, changes = await work(conn)
-                except BaseException:
-                    await undo(conn)
-                    raise
-                await self._commit(conn)
-                self._cache.commit(tenant, changes)  # only now: a rollback leaves no vector
-                return result
-
-    async def _commit(self, conn: aiosqlite.Connection) -> None:
-        try:
-            # Once sent, the COMMIT happens or fails on its own: wait for it, cancelled or not.
-            await run_to_end(conn.commit())
-        except sqlite3.Error:
-            await undo(conn)  # a failed COMMIT (busy, I/O) may leave the transaction open
-            raise
+        if self._group is None:
+            raise BackendError("the sqlite store is not open")
+        return await self._group.write(tenant, work, vector, created)
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
@@ -208,5 +202,5 @@ class SQLiteStore(Ops):
                 if cancelled:  # nothing is committed yet, so a cancel can still undo it all
                     await undo(conn)
                     raise asyncio.CancelledError
-                await self._commit(conn)
+                await commit(conn)
                 self._cache.commit(tenant, ops.staged)

@@ -39,10 +39,16 @@ class Ops:
         raise NotImplementedError
 
     async def _write(
-        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+        self,
+        tenant: str,
+        work: Work[tuple[T, list[Change]]],
+        vector: Vector | None = None,
+        created: Memory | None = None,
     ) -> T:
         """Run `work` as one write; its changes reach the vector index once they commit.
-        `vector`, when the write stores one, is checked against the index first."""
+        `vector`, when the write stores one, is checked against the index first. `created`,
+        when the write is a create, is the new memory: the store may insert it with others
+        rather than through `work`, to the same effect."""
         raise NotImplementedError
 
     async def _vectors(self, tenant: str) -> VectorScores:
@@ -53,7 +59,7 @@ class Ops:
             await q.insert(conn, tenant, memory, encode(vector))
             return None, [] if vector is None else [(memory.id, vector)]
 
-        await self._write(tenant, work, vector)
+        await self._write(tenant, work, vector, memory)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         async with self._reading(tenant) as conn:
@@ -158,7 +164,11 @@ class TransactionOps(Ops):
             return StagedVectors(await self._loaded(tenant), dict(self.staged))
 
     async def _write(
-        self, tenant: str, work: Work[tuple[T, list[Change]]], vector: Vector | None = None
+        self,
+        tenant: str,
+        work: Work[tuple[T, list[Change]]],
+        vector: Vector | None = None,
+        created: Memory | None = None,
     ) -> T:
         async with self._lock:
             self._check(tenant)

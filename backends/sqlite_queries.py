@@ -8,7 +8,8 @@ and names it in each statement, so no query can reach another tenant's rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
@@ -73,33 +74,95 @@ async def _count_in(conn: aiosqlite.Connection, tenant: str, docs: int, tokens: 
     return int(rows[0][0])
 
 
+_INSERT = f"INSERT INTO memories (tenant, {COLUMNS}, length, vector) VALUES ({', '.join('?' * 12)})"
+
+
+def _row(tenant: str, memory: Memory, length: int, vector: bytes | None) -> tuple[Any, ...]:
+    """The parameters of `_INSERT`."""
+    return (
+        tenant,
+        memory.id,
+        memory.content,
+        memory.title,
+        memory.memory_type,
+        _dump(memory.metadata),
+        _dump(list(memory.tags)),
+        memory.created_at,
+        memory.updated_at,
+        memory.version,
+        length,
+        vector,
+    )
+
+
 async def insert(
     conn: aiosqlite.Connection, tenant: str, memory: Memory, vector: bytes | None = None
 ) -> None:
     """Store a new memory; `vector` is its embedding as `sqlite_vectors.encode` made it."""
     tokens = words(memory)
     number = await _count_in(conn, tenant, 1, len(tokens))
-    cursor = await conn.execute(
-        f"INSERT INTO memories (tenant, {COLUMNS}, length, vector) VALUES ({', '.join('?' * 12)})",
-        (
-            tenant,
-            memory.id,
-            memory.content,
-            memory.title,
-            memory.memory_type,
-            _dump(memory.metadata),
-            _dump(list(memory.tags)),
-            memory.created_at,
-            memory.updated_at,
-            memory.version,
-            len(tokens),
-            vector,
-        ),
-    )
+    cursor = await conn.execute(_INSERT, _row(tenant, memory, len(tokens), vector))
     await conn.execute(
         "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
         (cursor.lastrowid, indexed_text(number, tokens)),
     )
+
+
+#: A new memory for `insert_many`: its tenant, the memory, its vector as `encode` made it.
+NewRow = tuple[str, Memory, bytes | None]
+
+
+async def insert_many(
+    conn: aiosqlite.Connection, rows: Sequence[NewRow], numbers: Mapping[str, int]
+) -> dict[str, int]:
+    """Store new memories, as `insert` would one by one, in a number of statements that does
+    not grow with the rows: a round trip to aiosqlite's thread costs more than a row.
+
+    `numbers` are tenant numbers the caller already knows (a tenant's never changes once its
+    row is committed); a tenant not among them costs one statement, and its number is returned
+    so that the caller can keep it once this transaction has committed.
+    """
+    tokens = [words(memory) for _, memory, _ in rows]
+    totals: dict[str, tuple[int, int]] = {}
+    for (tenant, _, _), found in zip(rows, tokens, strict=True):
+        docs, count = totals.get(tenant, (0, 0))
+        totals[tenant] = (docs + 1, count + len(found))
+    learned = {
+        tenant: await _count_in(conn, tenant, docs, count)
+        for tenant, (docs, count) in totals.items()
+        if tenant not in numbers
+    }
+    known = [
+        (docs, count, tenant, numbers[tenant])
+        for tenant, (docs, count) in totals.items()
+        if tenant in numbers
+    ]
+    if known:
+        cursor = await conn.executemany(
+            "UPDATE tenants SET docs = docs + ?, tokens = tokens + ? WHERE name = ? AND id = ?",
+            known,
+        )
+        # A number the file does not confirm would index words under another tenant's.
+        if cursor.rowcount != len(known):
+            raise sqlite3.IntegrityError("a remembered tenant number is not in the file")
+    await conn.executemany(
+        _INSERT,
+        [
+            _row(tenant, memory, len(found), vector)
+            for (tenant, memory, vector), found in zip(rows, tokens, strict=True)
+        ],
+    )
+    number = {t: learned[t] if t in learned else numbers[t] for t in totals}
+    # The rowid is the one the INSERT just chose; the UNIQUE (tenant, id) index finds it.
+    await conn.executemany(
+        "INSERT INTO memories_fts (rowid, words) "
+        "SELECT rowid, ? FROM memories WHERE tenant = ? AND id = ?",
+        [
+            (indexed_text(number[tenant], found), tenant, memory.id)
+            for (tenant, memory, _), found in zip(rows, tokens, strict=True)
+        ],
+    )
+    return learned
 
 
 async def update(

@@ -1,5 +1,5 @@
 """Small tools of the SQLite backend: its errors in the contract's terms, and statements that
-must run to their end whatever happens to the task that sent them."""
+must run to their end whatever happens to the task that sent them (rollbacks and commits)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ async def undo(conn: aiosqlite.Connection, savepoint: str | None = None) -> None
     else:
         await run_to_end(conn.execute(f"ROLLBACK TO {savepoint}"))
         await run_to_end(conn.execute(f"RELEASE {savepoint}"))
+
+
+async def commit(conn: aiosqlite.Connection) -> None:
+    """COMMIT the open transaction; if it fails, roll back, so nothing of it stays."""
+    try:
+        # Once sent, the COMMIT happens or fails on its own: wait for it, cancelled or not.
+        await run_to_end(conn.commit())
+    except sqlite3.Error:
+        await undo(conn)  # a failed COMMIT (busy, I/O) may leave the transaction open
+        raise
