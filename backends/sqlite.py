@@ -1,5 +1,5 @@
 """The SQLite backend: durable memories in one file, lexical search with FTS5, and vectors
-(a column of each row, ranked from a per-tenant NumPy index: see `sqlite_vectors`).
+(a column of each row); both ranked from per-tenant indexes in memory: see `sqlite_indexes`.
 
 Connections. aiosqlite gives each connection one thread, and tasks sharing a connection share
 its transaction (see FACTS.md), so:
@@ -34,15 +34,15 @@ import aiosqlite
 
 from batchsvc.errors import BackendError
 from batchsvc.models import Memory
-from batchsvc.ranking import VectorScores
+from batchsvc.ranking import LexicalScores, VectorScores
 from batchsvc.storage import MemoryOps, Vector
 from batchsvc.vectors import VectorIndex
 
 from .sqlite_group import GroupCommit
+from .sqlite_indexes import Change, IndexCache, Indexes
 from .sqlite_ops import Ops, TransactionOps
 from .sqlite_schema import migrate
 from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
-from .sqlite_vectors import Change, VectorCache
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class SQLiteStore(Ops):
         self._group: GroupCommit | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
-        self._cache = VectorCache()
+        self._cache = IndexCache()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -152,21 +152,24 @@ class SQLiteStore(Ops):
                     await run_to_end(conn.rollback())
 
     async def _loaded(self, tenant: str) -> VectorIndex:
-        """The tenant's index, loaded from the file if need be; the caller holds the write lock,
-        so no commit lands between the file's read and the index's first update."""
-        index = self._cache.get(tenant)
-        if index is None:
+        """The tenant's vector index, loaded from the file if need be; the caller holds the
+        write lock, so no commit lands between the file's read and the index's first update."""
+        return (await self._loaded_indexes(tenant)).vectors
+
+    async def _loaded_indexes(self, tenant: str) -> Indexes:
+        indexes = self._cache.get(tenant)
+        if indexes is None:
             async with self._read_lock:
                 with translated_errors():
-                    index = await self._cache.load(tenant, self._conn(reader=True))
-        return index
+                    indexes = await self._cache.load(tenant, self._conn(reader=True))
+        return indexes
 
-    async def _vectors(self, tenant: str) -> VectorScores:
-        index = self._cache.get(tenant)
-        if index is not None:
-            return index
-        async with self._write_lock:
-            return await self._loaded(tenant)
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
+        indexes = self._cache.get(tenant)
+        if indexes is None:
+            async with self._write_lock:
+                indexes = await self._loaded_indexes(tenant)
+        return indexes.vectors, indexes.words
 
     async def _write(
         self,

@@ -45,9 +45,9 @@ from batchsvc.models import Memory
 from batchsvc.storage import Vector
 
 from . import sqlite_queries as q
+from .sqlite_indexes import Change, IndexCache, check, encode, vectors_of, written
 from .sqlite_ops import Loader
 from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
-from .sqlite_vectors import Change, VectorCache, check, encode
 
 T = TypeVar("T")
 #: The most writes one transaction takes: bounds the wait of the last one, and a redo's cost.
@@ -96,7 +96,7 @@ class GroupCommit:
         conn: aiosqlite.Connection,
         lock: asyncio.Lock,
         loaded: Loader,
-        cache: VectorCache,
+        cache: IndexCache,
     ) -> None:
         self._conn = conn
         self._lock = lock
@@ -244,7 +244,7 @@ class GroupCommit:
                 pending.fail(error)
                 continue
             rows.append(pending)
-            staged.setdefault(pending.tenant, {}).update(_changes(pending))
+            staged.setdefault(pending.tenant, {}).update(vectors_of(_changes(pending)))
         if not rows:
             return {}
         try:
@@ -289,7 +289,7 @@ class GroupCommit:
         if savepoint:
             await conn.execute("RELEASE write")
         pending.succeed(result, changes)
-        staged.setdefault(pending.tenant, {}).update(changes)
+        staged.setdefault(pending.tenant, {}).update(vectors_of(changes))
 
     async def _check(self, pending: Pending, staged: Staged) -> None:
         """Refuse a vector the tenant's index could not take, given the writes before it."""
@@ -320,7 +320,7 @@ class GroupCommit:
             pending.settle()
 
     def _publish(self, pending: Pending) -> None:
-        """A committed write's vector changes reach the index."""
+        """A committed write's changes reach the indexes."""
         try:
             self._cache.commit(pending.tenant, pending.changes)
         except Exception:
@@ -330,6 +330,5 @@ class GroupCommit:
 
 
 def _changes(pending: Pending) -> list[Change]:
-    """A create's effect on the vectors, as `Ops.create` reports it."""
-    memory = cast(Memory, pending.created)
-    return [] if pending.vector is None else [(memory.id, pending.vector)]
+    """A create's effect on the indexes, as `Ops.create` reports it."""
+    return [written(cast(Memory, pending.created), pending.vector)]

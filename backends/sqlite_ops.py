@@ -12,14 +12,22 @@ import aiosqlite
 
 from batchsvc.errors import BackendError
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.ranking import VectorScores
+from batchsvc.ranking import LexicalScores, VectorScores
 from batchsvc.storage import Page, Vector
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
-from .sqlite_search import search
+from .sqlite_indexes import (
+    Change,
+    StagedVectors,
+    check,
+    deleted,
+    encode,
+    indexed_search,
+    vectors_of,
+    written,
+)
 from .sqlite_support import Work, run_to_end, translated_errors, undo
-from .sqlite_vectors import Change, StagedVectors, check, encode, vector_search
 
 T = TypeVar("T")
 #: The store's loader of a tenant's vector index; callable while its write lock is held.
@@ -51,13 +59,14 @@ class Ops:
         rather than through `work`, to the same effect."""
         raise NotImplementedError
 
-    async def _vectors(self, tenant: str) -> VectorScores:
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
+        """What a search ranks by: vectors, and words (None: score them in SQL)."""
         raise NotImplementedError
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         async def work(conn: aiosqlite.Connection) -> tuple[None, list[Change]]:
             await q.insert(conn, tenant, memory, encode(vector))
-            return None, [] if vector is None else [(memory.id, vector)]
+            return None, [written(memory, vector)]
 
         await self._write(tenant, work, vector, memory)
 
@@ -80,24 +89,21 @@ class Ops:
             memory, text_changed = done
             if vector is None and not text_changed:
                 return memory, []  # the vector, if any, still describes the text
-            return memory, [(memory_id, vector)]
+            return memory, [written(memory, vector)]
 
         return await self._write(tenant, work, vector)
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
         async def work(conn: aiosqlite.Connection) -> tuple[bool, list[Change]]:
-            deleted = await q.delete(conn, tenant, memory_id)
-            return deleted, [(memory_id, None)] if deleted else []
+            gone = await q.delete(conn, tenant, memory_id)
+            return gone, [deleted(memory_id)] if gone else []
 
         return await self._write(tenant, work)
 
     async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
-        if query.mode == "lexical":
-            async with self._reading(tenant) as conn:
-                return await search(conn, tenant, query)
-        vectors = await self._vectors(tenant)  # before `_reading`: loading takes other locks
+        vectors, words = await self._indexes(tenant)  # before `_reading`: loading takes locks
         async with self._reading(tenant) as conn:
-            return await vector_search(conn, tenant, query, vectors)
+            return await indexed_search(conn, tenant, query, vectors, words)
 
     async def list(
         self,
@@ -157,11 +163,12 @@ class TransactionOps(Ops):
             with translated_errors():
                 yield self._conn
 
-    async def _vectors(self, tenant: str) -> VectorScores:
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
         async with self._lock:
             self._check(tenant)
-            # The transaction holds the store's write lock, as loading requires.
-            return StagedVectors(await self._loaded(tenant), dict(self.staged))
+            # The transaction holds the store's write lock, as loading requires. Words are
+            # scored in SQL, which sees this transaction's own rows.
+            return StagedVectors(await self._loaded(tenant), vectors_of(self.staged)), None
 
     async def _write(
         self,
@@ -173,7 +180,7 @@ class TransactionOps(Ops):
         async with self._lock:
             self._check(tenant)
             if vector is not None:
-                check(await self._loaded(tenant), dict(self.staged), vector)
+                check(await self._loaded(tenant), vectors_of(self.staged), vector)
             with translated_errors():
                 try:
                     await self._conn.execute("SAVEPOINT operation")

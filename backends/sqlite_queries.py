@@ -98,7 +98,7 @@ def _row(tenant: str, memory: Memory, length: int, vector: bytes | None) -> tupl
 async def insert(
     conn: aiosqlite.Connection, tenant: str, memory: Memory, vector: bytes | None = None
 ) -> None:
-    """Store a new memory; `vector` is its embedding as `sqlite_vectors.encode` made it."""
+    """Store a new memory; `vector` is its embedding as `sqlite_indexes.encode` made it."""
     tokens = words(memory)
     number = await _count_in(conn, tenant, 1, len(tokens))
     cursor = await conn.execute(_INSERT, _row(tenant, memory, len(tokens), vector))

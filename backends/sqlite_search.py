@@ -1,4 +1,6 @@
-"""Lexical search on SQLite: FTS5 finds the candidates, and we rank them with BM25 ourselves.
+"""Lexical scores in SQL, for searches inside a transaction: they must see the transaction's
+own uncommitted rows, which the in-memory indexes (`sqlite_indexes`) get only at its commit.
+Every other search scores words from those indexes: the same scores, much faster.
 
 Scores are exactly those of the in-memory backend (`batchsvc.lexical`): the same words, the
 same formula and constants, and the same per-tenant statistics (N and the average length from
@@ -6,41 +8,27 @@ the `tenants` row, each word's document count and each memory's term counts from
 index through its fts5vocab tables), normalised by the query's ceiling so they lie in [0, 1].
 FTS5's own `bm25()` was not used: its idf differs (it can go to zero for a word in most
 memories) and it has no ceiling to normalise by, so a `threshold` would mean something else
-on each backend, and the fused ranking the next step adds needs comparable scales.
+on each backend, and hybrid fusion needs comparable scales.
 
 The query text never reaches FTS5 as syntax: it is split by `tokenize` and each word is bound
 as a parameter to a lookup of the fts5vocab `instance` table, which yields the candidates and
 each word's count in them in one indexed query. No MATCH expression is built, so `NEAR(`, `*`,
 `"` or `OR` in a query are only words, with nothing to escape.
-
-Tags and type filter in SQL; metadata filters run in Python with `batchsvc.filters.matches`
-(the reference semantics itself), over candidates fetched in score order until `limit` pass.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from typing import Any
 
 import aiosqlite
 
-from batchsvc.filters import matches
-from batchsvc.lexical import K1, B, tokenize
-from batchsvc.models import SearchHit, SearchQuery
+from batchsvc.lexical import K1, B, idf, tokenize
 
-from .sqlite_queries import COLUMNS, kind_filters, to_memory
-
-#: Candidates fetched per round trip while metadata filters drop some.
-_CHUNK = 64
+from .sqlite_queries import kind_filters
 
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def _idf(docs: int, df: int) -> float:
-    return math.log(1 + (docs - df + 0.5) / (df + 0.5))
 
 
 async def _tenant_stats(conn: aiosqlite.Connection, tenant: str) -> tuple[int, int, int] | None:
@@ -90,8 +78,8 @@ async def lexical_scores(
         tuple(terms),
     )
     df = {term: int(count) for term, count in found}
-    idf = {term: _idf(docs, df.get(term, 0)) for term in terms}
-    ceiling = sum(value * (K1 + 1) for value in idf.values())
+    weights = {term: idf(docs, df.get(term, 0)) for term in terms}
+    ceiling = sum(value * (K1 + 1) for value in weights.values())
     present = [term for term in terms if term in df]
     if ceiling <= 0 or not present:
         return {}
@@ -102,42 +90,7 @@ async def lexical_scores(
     ):
         norm = K1 * (1 - B + B * length / average)
         entry = raw.setdefault(rowid, [0.0, memory_id])
-        entry[0] += idf[term] * tf * (K1 + 1) / (tf + norm)
+        entry[0] += weights[term] * tf * (K1 + 1) / (tf + norm)
     return {
         rowid: (min(1.0, total / ceiling), memory_id) for rowid, (total, memory_id) in raw.items()
     }
-
-
-async def _ranked(
-    conn: aiosqlite.Connection, tenant: str, query: SearchQuery
-) -> list[tuple[float, str, int]]:
-    """(score, id, rowid) of each candidate at or above the threshold, best first."""
-    scores = await lexical_scores(conn, tenant, query.text, query.tags, query.memory_type)
-    # Rounded before the threshold, as the client sees it (the in-memory backend does too).
-    scored = [(round(score, 6), memory_id, rowid) for rowid, (score, memory_id) in scores.items()]
-    kept = [entry for entry in scored if entry[0] >= query.threshold]
-    # Ties: newest first, the highest id.
-    kept.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
-    return kept
-
-
-def _chunks(items: list[tuple[float, str, int]]) -> Iterator[list[tuple[float, str, int]]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-async def search(conn: aiosqlite.Connection, tenant: str, query: SearchQuery) -> list[SearchHit]:
-    hits: list[SearchHit] = []
-    for chunk in _chunks(await _ranked(conn, tenant, query)):
-        rows = await conn.execute_fetchall(
-            f"SELECT rowid, {COLUMNS} FROM memories WHERE rowid IN ({_marks(len(chunk))})",
-            [rowid for _, _, rowid in chunk],
-        )
-        memories = {row[0]: to_memory(row[1:]) for row in rows}
-        for score, _, rowid in chunk:
-            memory = memories[rowid]
-            if query.filter is None or matches(query.filter, memory.metadata):
-                hits.append(SearchHit(memory, score))
-                if len(hits) == query.limit:
-                    return hits
-    return hits

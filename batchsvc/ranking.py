@@ -104,6 +104,15 @@ class _Side:
         part = np.argpartition(-self.scores, count)
         return part[:count].tolist(), float(self.scores[part[count]])
 
+    def known(self, rows: list[int], keep: Callable[[float], bool]) -> dict[str, float]:
+        """Score by id of these rows, for those `keep` accepts."""
+        scores = self.scores[rows].tolist() if rows else []
+        return {
+            doc_id: score
+            for row, score in zip(rows, scores, strict=True)
+            if keep(score) and (doc_id := self.ids[row]) is not None
+        }
+
     def score_of(self, doc_id: str) -> float:
         """The document's score on this side; 0 if it has none (no vector, no shared word)."""
         row = self._index.row(doc_id)
@@ -126,17 +135,25 @@ def _fused(semantic: _Side, lexical: _Side) -> Ranked:
     while True:
         semantic_rows, semantic_left = semantic.top(count)
         lexical_rows, lexical_left = lexical.top(count)
-        # Candidates: rows with a vector (free rows score -1), and rows sharing a word.
-        candidates = dict.fromkeys(
-            [semantic.ids[row] for row in semantic_rows if semantic.scores[row] >= 0]
-            + [lexical.ids[row] for row in lexical_rows if lexical.scores[row] > 0]
-        )
-        candidates.pop(None, None)
+        # Candidates: rows with a vector (free rows score -1), and rows sharing a word. A
+        # candidate's score on the side that found it is at hand; only the other is looked up.
+        semantic_known = semantic.known(semantic_rows, lambda score: score >= 0)
+        lexical_known = lexical.known(lexical_rows, lambda score: score > 0)
         fused = sorted(
             (
-                (fuse_one(semantic.score_of(doc_id), lexical.score_of(doc_id)), doc_id)
-                for doc_id in candidates
-                if doc_id is not None and doc_id not in given
+                (
+                    fuse_one(
+                        semantic_known[doc_id]
+                        if doc_id in semantic_known
+                        else semantic.score_of(doc_id),
+                        lexical_known[doc_id]
+                        if doc_id in lexical_known
+                        else lexical.score_of(doc_id),
+                    ),
+                    doc_id,
+                )
+                for doc_id in semantic_known.keys() | lexical_known.keys()
+                if doc_id not in given
             ),
             reverse=True,
         )

@@ -23,7 +23,7 @@ import pytest
 from batchsvc_backends.memory import MemoryStore
 from batchsvc_backends.sqlite import SQLiteStore
 from batchsvc_backends.sqlite_group import GROUP_CAP
-from batchsvc_backends.sqlite_vectors import Change
+from batchsvc_backends.sqlite_indexes import Change
 
 from batchsvc.errors import BackendError, FieldError
 from batchsvc.limits import Limits

@@ -179,10 +179,26 @@ class TestIndexFollowsCommits:
                             raise Boom
                 if step == 10:
                     await store.search(TENANT, semantic(X))  # load part way through
-            probes = [unit(*(rng.uniform(-1, 1) for _ in range(4))) for _ in range(5)]
-            live = [await store.search(TENANT, semantic(p, limit=100)) for p in probes]
+            # Every mode: the words index follows the same commits as the vectors.
+            probes = [
+                SearchQuery(
+                    " ".join(rng.sample(WORDS, 2)),
+                    mode=mode,
+                    vector=unit(*(rng.uniform(-1, 1) for _ in range(4))),
+                    limit=100,
+                )
+                for mode in ("lexical", "semantic", "hybrid")
+                for _ in range(4)
+            ]
+            live = [await store.search(TENANT, probe) for probe in probes]
+            # A transaction scores words in SQL: the same hits and scores as the index.
+            async with store.transaction(TENANT) as tx:
+                in_sql = [await tx.search(TENANT, probe) for probe in probes]
+            for mine, theirs in zip(in_sql, live, strict=True):
+                assert ids(mine) == ids(theirs)
+                assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], abs=2e-6)
         async with open_store(db) as store:
-            assert [await store.search(TENANT, semantic(p, limit=100)) for p in probes] == live
+            assert [await store.search(TENANT, probe) for probe in probes] == live
 
 
 class TestSameRankingAsMemory:
@@ -208,7 +224,7 @@ class TestSameRankingAsMemory:
             queries = [
                 SearchQuery(text, mode=mode, vector=vector, limit=limit, **extra)
                 for text in ("walrus", "krill seal tide", "arctic ice")
-                for mode in ("semantic", "hybrid")
+                for mode in ("lexical", "semantic", "hybrid")
                 for vector in (X, NEAR_X, unit(0.1, 0.2, 0.9, 0.3))
                 for limit, extra in (
                     (100, {}),
@@ -227,7 +243,7 @@ class TestSameRankingAsMemory:
                     await ops.create(TENANT, extra_memory, Z)
                     first = (await ops.search(TENANT, semantic(X, limit=1)))[0].memory.id
                     await ops.update(TENANT, first, MemoryPatch(content="moved"), LATER, Y)
-                for query in queries[:12]:
+                for query in queries[:36]:
                     await self.compare(query, ref_tx, tx)
 
     @staticmethod
