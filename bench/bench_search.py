@@ -5,6 +5,7 @@ Run from the repository root, with batchsvc installed:
 
     python bench/bench_search.py            # 10,000 and 100,000 memories: a few minutes
     python bench/bench_search.py --quick    # 10,000 memories only, fewer queries
+    python bench/bench_search.py --continue-on-error   # batches with continue_on_error: true
 
 What it does, in one run, on a fresh temporary data folder:
 
@@ -15,8 +16,9 @@ What it does, in one run, on a fresh temporary data folder:
 2. Searches them through POST /api/v1/memories/search, one request in flight, in each mode.
 3. Stops the server and, in this process, times on the same 9,500 rows: the embedder alone
    (`WordLlamaEmbedder.embed`, batches of 100, the same `embedding_text` the service embeds),
-   and raw inserts: a `SQLiteStore` on a fresh file (the service's own schema and insert path,
-   FTS5 row and vector column included), one `transaction()` per 100 rows, `create` per row.
+   and raw inserts into fresh files at the service's schema, one transaction per 100 rows:
+   (c) plain `sqlite3` statements (the issue's baseline), (d) `SQLiteStore.create` in a
+   `transaction()` (the store's own path, without HTTP and the executor).
 4. Unless --quick: adds 90,000 more memories straight into the server's file (embedder +
    `SQLiteStore` transactions of 100, not through HTTP), restarts the server on it and searches
    again at 100,000.
@@ -93,8 +95,11 @@ class Texts:
         }
 
 
-def batch_body(rows: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"operations": [{"type": "create", "data": r} for r in rows]})
+def batch_body(rows: list[dict[str, Any]], options: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {"operations": [{"type": "create", "data": r} for r in rows]}
+    if options:
+        body["options"] = options
+    return orjson.dumps(body)
 
 
 def chunks(rows: list[Any], size: int = BATCH_SIZE) -> list[list[Any]]:
@@ -304,6 +309,74 @@ async def insert_rows(path: str, rows: list[dict[str, Any]], vectors: list[Any])
         return time.perf_counter() - t0
 
 
+def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -> float:
+    """Seconds to insert the rows with plain `sqlite3` (no aiosqlite, no service code on the
+    way) into a file at the service's schema, with the service's pragmas, one transaction per
+    100 rows: each memory's row (vector included), its FTS5 row, and the tenant's totals. The
+    rows' words and JSON are made inside the timed loop: any insert of these rows needs them."""
+    import sqlite3
+
+    from batchsvc_backends.sqlite import SQLiteStore
+    from batchsvc_backends.sqlite_queries import indexed_text, words
+
+    async def create_schema() -> None:
+        async with SQLiteStore(path):
+            pass
+
+    asyncio.run(create_schema())
+    memories = _memories(rows)
+    blobs = [np_float32_bytes(vector) for vector in vectors]
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("INSERT INTO tenants (name) VALUES (?)", (TENANT,))
+    number = conn.execute("SELECT id FROM tenants WHERE name = ?", (TENANT,)).fetchone()[0]
+    t0 = time.perf_counter()
+    for group in chunks(list(zip(memories, blobs, strict=True))):
+        conn.execute("BEGIN IMMEDIATE")
+        total = 0
+        for memory, blob in group:
+            tokens = words(memory)
+            total += len(tokens)
+            rowid = conn.execute(
+                "INSERT INTO memories (tenant, id, content, title, memory_type, metadata, tags, "
+                "created_at, updated_at, version, length, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    TENANT,
+                    memory.id,
+                    memory.content,
+                    memory.title,
+                    memory.memory_type,
+                    json.dumps(memory.metadata, ensure_ascii=False, separators=(",", ":")),
+                    json.dumps(list(memory.tags), ensure_ascii=False, separators=(",", ":")),
+                    memory.created_at,
+                    memory.updated_at,
+                    memory.version,
+                    len(tokens),
+                    blob,
+                ),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
+                (rowid, indexed_text(number, tokens)),
+            )
+        conn.execute(
+            "UPDATE tenants SET docs = docs + ?, tokens = tokens + ? WHERE name = ?",
+            (len(group), total, TENANT),
+        )
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - t0
+    conn.close()
+    return seconds
+
+
+def np_float32_bytes(vector: Any) -> bytes:
+    import numpy as np
+
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
 async def bulk_load(path: str, rows: list[dict[str, Any]]) -> float:
     """Embed and insert `rows` into the file at `path`, 100 per transaction."""
     from batchsvc_backends.sqlite import SQLiteStore
@@ -349,6 +422,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 memories only")
     parser.add_argument("--queries", type=int, default=0, help="queries per mode (300; quick 100)")
+    parser.add_argument(
+        "--continue-on-error",
+        action="store_true",
+        help="send the batches with continue_on_error: true (their creates then run in "
+        "parallel and share commits; by default a batch's writes run one after another)",
+    )
     args = parser.parse_args()
     n_queries = args.queries or (100 if args.quick else 300)
     started = time.perf_counter()
@@ -358,11 +437,13 @@ def main() -> None:
     texts = Texts(seed=11)
     rows = [texts.create(n) for n in range(SMALL)]
     queries = [" ".join(texts.draw(texts.rng.randint(1, 4))) for _ in range(n_queries)]
-    bodies = [batch_body(group) for group in chunks(rows)]
+    options = {"continue_on_error": True} if args.continue_on_error else None
+    bodies = [batch_body(group, options) for group in chunks(rows)]
     timed_rows = rows[WARMUP_BATCHES * BATCH_SIZE :]
     print(
         f"SQLite backend, wordllama embedder (256 dims); {len(texts.words):,}-word vocabulary "
-        f"(Zipf); batch body ~{len(bodies[0]):,} bytes; {IN_FLIGHT} batches in flight; "
+        f"(Zipf); batch body ~{len(bodies[0]):,} bytes; {IN_FLIGHT} batches in flight, "
+        f"options {options or 'default'}; "
         f"{n_queries} queries per mode, 1 in flight, limit 10; {os.cpu_count()} CPUs; "
         f"Python {sys.version.split()[0]}\n",
         flush=True,
@@ -386,6 +467,8 @@ def main() -> None:
         embed_s, vectors = asyncio.run(embed_alone(timed_rows))
         raw_path = str(Path(folder) / "raw" / "raw.db")
         insert_s = asyncio.run(insert_rows(raw_path, timed_rows, vectors))
+        sql_path = str(Path(folder) / "raw" / "sql.db")
+        sql_s = raw_sql_inserts(sql_path, timed_rows, vectors)
 
         large: dict[str, list[float]] = {}
         load_s = 0.0
@@ -407,16 +490,21 @@ def main() -> None:
     lines = [
         ("(a) POST /api/v1/batch (HTTP, server process)", batch.seconds),
         ("(b) embedder alone (WordLlamaEmbedder.embed)", embed_s),
-        ("(c) raw inserts (SQLiteStore, txn per 100)", insert_s),
-        ("(b)+(c)", embed_s + insert_s),
+        ("(c) raw inserts (plain sqlite3, txn per 100)", sql_s),
+        ("(d) SQLiteStore.create (txn per 100)", insert_s),
+        ("(b)+(c)", embed_s + sql_s),
+        ("(b)+(d)", embed_s + insert_s),
     ]
     for label, seconds in lines:
         print(f"{label:<44} {seconds:>8.2f} {n / seconds:>9,.0f}")
     print(f"(a) server CPU: {batch.server_cpu:.2f} s ({n / batch.server_cpu:,.0f} rows per CPU-s)")
-    ratio = batch.seconds / (embed_s + insert_s)
+    # The issue's target is against raw inserts: (c). (d), the store's own insert path outside
+    # HTTP and the executor, tells how much of the gap is the storage layer.
+    ratio = batch.seconds / (embed_s + sql_s)
     verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
     print(f"ratio (a) / ((b)+(c)) = {ratio:.2f}x   target <= {TARGET_RATIO}x   {verdict}")
-    print(f"(by server CPU instead of wall time: {batch.server_cpu / (embed_s + insert_s):.2f}x)")
+    print(f"(by server CPU instead of wall time: {batch.server_cpu / (embed_s + sql_s):.2f}x)")
+    print(f"ratio (a) / ((b)+(d)) = {batch.seconds / (embed_s + insert_s):.2f}x")
 
     header = (
         f"\n{'memories':>9} {'mode':<9} {'queries':>7} {'p50 ms':>8} {'p99 ms':>8} "
