@@ -157,11 +157,19 @@ class SQLiteStore(Ops):
         return (await self._loaded_indexes(tenant)).vectors
 
     async def _loaded_indexes(self, tenant: str) -> Indexes:
-        indexes = self._cache.get(tenant)
-        if indexes is None:
-            async with self._read_lock:
-                with translated_errors():
-                    indexes = await self._cache.load(tenant, self._conn(reader=True))
+        cached = self._cache.get(tenant)
+        if cached is not None:
+            return cached
+        async with self._read_lock:
+            with translated_errors():
+                # A load runs to its end even if its caller is cancelled (a search's time-out):
+                # at 100,000 memories it takes seconds, and one abandoned each time would
+                # never finish for a tenant whose load outlasts the time-out.
+                indexes, cancelled = await run_to_end(
+                    self._cache.load(tenant, self._conn(reader=True))
+                )
+        if cancelled:
+            raise asyncio.CancelledError
         return indexes
 
     async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:

@@ -21,8 +21,9 @@ these indexes until a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiosqlite
 import numpy as np
@@ -91,17 +92,22 @@ async def load(conn: aiosqlite.Connection, tenant: str) -> VectorIndex:
 
 
 async def load_words(conn: aiosqlite.Connection, tenant: str) -> LexicalIndex:
-    """The tenant's words as an index: each memory's FTS5 row, its tenant prefix taken off."""
-    index = LexicalIndex()
+    """The tenant's words as an index: each memory's FTS5 row, its tenant prefix taken off.
+    Built in a worker thread (seconds at 100,000 memories) so the event loop keeps serving."""
     found = list(await conn.execute_fetchall("SELECT id FROM tenants WHERE name = ?", (tenant,)))
     if not found:
-        return index
-    skip = len(f"{found[0][0]}_")
+        return LexicalIndex()
     rows = await conn.execute_fetchall(
         "SELECT m.id, f.words FROM memories m JOIN memories_fts f ON f.rowid = m.rowid "
         "WHERE m.tenant = ? ORDER BY m.id",
         (tenant,),
     )
+    return await asyncio.to_thread(_words_index, rows, len(f"{found[0][0]}_"))
+
+
+def _words_index(rows: Iterable[Any], skip: int) -> LexicalIndex:
+    # A fresh index nobody else sees until it is returned: safe to build in another thread.
+    index = LexicalIndex()
     for memory_id, text in rows:
         index.add_tokens(str(memory_id), [token[skip:] for token in text.split()])
     return index

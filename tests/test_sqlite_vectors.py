@@ -4,6 +4,7 @@ semantic and hybrid scores equal the in-memory backend's, inside transactions to
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections.abc import AsyncIterator
@@ -253,3 +254,36 @@ class TestSameRankingAsMemory:
         for hit, ref in zip(mine, theirs, strict=True):
             assert hit.score == pytest.approx(ref.score, abs=2e-6)
             assert hit.memory == ref.memory
+
+
+class TestLoading:
+    """A tenant's indexes load from the file once, whatever happens to the search that asked."""
+
+    async def test_a_search_cancelled_while_the_indexes_load_still_loads_them(
+        self, db: Path
+    ) -> None:
+        rng = random.Random(1)
+        async with open_store(db) as store, store.transaction(TENANT) as tx:
+            for _ in range(3000):
+                vector = unit(*(rng.uniform(-1, 1) for _ in range(4)))
+                await tx.create(TENANT, make_memory(" ".join(rng.sample(WORDS, 4))), vector)
+        async with open_store(db) as store:
+            began = asyncio.Event()
+            load = store._cache.load
+
+            async def watched_load(tenant: str, conn: Any) -> Any:
+                began.set()
+                await asyncio.sleep(0.05)  # a load slower than the search's patience
+                return await load(tenant, conn)
+
+            store._cache.load = watched_load  # type: ignore[method-assign]
+            query = SearchQuery("walrus krill", mode="hybrid", vector=X, limit=5)
+            task = asyncio.create_task(store.search(TENANT, query))
+            await began.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The load finished anyway: the next search finds the indexes in place.
+            assert store._cache.get(TENANT) is not None
+            hits = await store.search(TENANT, query)
+            assert len(hits) == 5
