@@ -214,4 +214,9 @@ class SQLiteStore(Ops):
                     await undo(conn)
                     raise asyncio.CancelledError
                 await commit(conn)
-                self._cache.commit(tenant, ops.staged)
+                try:
+                    self._cache.commit(tenant, ops.staged)
+                except Exception:
+                    # Committed all the same; the file has the truth, and the indexes are
+                    # rebuilt from it when next needed (as `GroupCommit._publish` does).
+                    self._cache.clear()

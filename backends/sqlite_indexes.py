@@ -45,17 +45,20 @@ class Change(NamedTuple):
     memory_id: str
     #: The memory's vector now; None: it has none (or is gone).
     vector: Vector | None
-    #: The memory's words now, as `sqlite_queries.words` gives them; None: it is gone.
+    #: The memory's words when the write gave it new text, as `sqlite_queries.words` gives
+    #: them; None: its words did not change (or it is gone).
     words: tuple[str, ...] | None
+    gone: bool = False
 
 
-def written(memory: Memory, vector: Vector | None) -> Change:
-    """The change of a write that stored `memory` (its text new or changed) with `vector`."""
-    return Change(memory.id, vector, tuple(words(memory)))
+def written(memory: Memory, vector: Vector | None, text_changed: bool = True) -> Change:
+    """The change of a write that stored `memory` with `vector` (its text new or changed,
+    unless `text_changed` is False: then only its vector changed)."""
+    return Change(memory.id, vector, tuple(words(memory)) if text_changed else None)
 
 
 def deleted(memory_id: str) -> Change:
-    return Change(memory_id, None, None)
+    return Change(memory_id, None, None, gone=True)
 
 
 def vectors_of(changes: Iterable[Change]) -> dict[str, Vector | None]:
@@ -121,14 +124,14 @@ class Indexes:
         self.words = words
 
     def apply(self, changes: Iterable[Change]) -> None:
-        for memory_id, vector, tokens in changes:
+        for memory_id, vector, tokens, gone in changes:
             if vector is None:
                 self.vectors.remove(memory_id)
             else:
                 self.vectors.add(memory_id, vector)
-            if tokens is None:
+            if gone:
                 self.words.remove(memory_id)
-            else:
+            elif tokens is not None:
                 self.words.add_tokens(memory_id, tokens)
 
 

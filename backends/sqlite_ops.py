@@ -89,7 +89,7 @@ class Ops:
             memory, text_changed = done
             if vector is None and not text_changed:
                 return memory, []  # the vector, if any, still describes the text
-            return memory, [written(memory, vector)]
+            return memory, [written(memory, vector, text_changed)]
 
         return await self._write(tenant, work, vector)
 

@@ -53,7 +53,8 @@ async def _postings(
         "SELECT m.rowid, m.id, m.length, p.term, count(*) "
         "FROM memories_fts_postings p JOIN memories m ON m.rowid = p.doc "
         f"WHERE p.term IN ({_marks(len(terms))}) AND m.tenant = ?{where} "
-        "GROUP BY p.doc, p.term"
+        # Each memory's terms in order: the sum is then the in-memory index's, bit for bit.
+        "GROUP BY p.doc, p.term ORDER BY p.doc, p.term"
     )
     return list(await conn.execute_fetchall(sql, (*terms, tenant, *params)))
 
@@ -67,7 +68,7 @@ async def lexical_scores(
 ) -> dict[int, tuple[float, str]]:
     """Normalised BM25 score (unrounded) and id, by rowid, of every memory passing tags and
     type that shares a word with `text`: `batchsvc.lexical.LexicalIndex.scores` in SQL."""
-    words = set(tokenize(text))
+    words = sorted(set(tokenize(text)))  # the order `LexicalIndex.score_rows` adds them in
     stats = await _tenant_stats(conn, tenant)
     if not words or stats is None or stats[1] == 0:
         return {}

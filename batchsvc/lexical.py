@@ -48,7 +48,7 @@ class LexicalIndex:
         self._tfs: dict[str, array[int]] = {}  # term -> its count in each of those rows
         self._df: dict[str, int] = {}  # term -> live rows holding it
         self._rows: dict[str, int] = {}  # live document id -> its row
-        self._ids: list[str | None] = []  # row -> document id, None once dead
+        self._ids: list[str | None] = []  # row -> document id (dead rows keep theirs)
         self._terms: list[tuple[str, ...]] = []  # row -> its distinct terms
         self._lengths: array[float] = array("d")  # row -> words indexed
         self._alive = bytearray()  # row -> 1 while live
@@ -99,7 +99,8 @@ class LexicalIndex:
             else:  # every row left in its postings is dead
                 del self._df[term], self._docs[term], self._tfs[term]
         self._total_length -= self._lengths[row]
-        self._ids[row] = None
+        # The row keeps its id: a search may hold this list and read ids of rows it scored
+        # before the removal. `_alive` is what says the row is dead.
         self._terms[row] = ()
         self._alive[row] = 0
         dead = len(self._ids) - len(self._rows)
@@ -133,19 +134,21 @@ class LexicalIndex:
         return self._rows.get(doc_id)
 
     def score_rows(self, query: str) -> tuple[list[str | None], Scores]:
-        """Ids by row (None for a dead row) and each row's normalised BM25 score: above 0 for
-        every live document sharing a term with the query, 0 for the rest.
+        """Ids by row and each row's normalised BM25 score: above 0 for every live document
+        sharing a term with the query, 0 for the rest (dead rows included).
 
-        The id list is the index's own (do not change it); a later write may set a row's id
-        to None or compact into new lists, never reuse a row for another document."""
-        terms = set(tokenize(query))
+        The id list is the index's own (do not change it). Later writes only append to it or
+        compact into new lists: the rows scored here keep their ids, and no row is reused."""
+        # Sorted: the SQL path (backends/sqlite_search.py) adds the terms in this order too,
+        # so both give the same floats, not just the same rounded scores.
+        terms = sorted(set(tokenize(query)))
         size = len(self._ids)
         scores: Scores = np.zeros(size)
         live = len(self._rows)
         if not terms or not live:
             return self._ids, scores
         weights = {term: idf(live, self._df.get(term, 0)) for term in terms}
-        ceiling = sum(weight * (K1 + 1) for weight in weights.values())
+        ceiling = sum(weights[term] * (K1 + 1) for term in terms)
         average = self._total_length / live or 1.0
         lengths = np.frombuffer(self._lengths, dtype=np.float64)
         alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)

@@ -95,6 +95,8 @@ class _Side:
         self, ids: Sequence[str | None], scores: Scores, index: LexicalScores | VectorScores
     ) -> None:
         self.ids, self.scores, self._index = ids, scores, index
+        #: Row by id of this side's scored rows, made only if a lookup by the index fails.
+        self._scored: dict[str, int] | None = None
 
     def top(self, count: int) -> tuple[list[int], float]:
         """Rows of the `count` best scores, and the best score of any other row (-inf: none)."""
@@ -116,10 +118,18 @@ class _Side:
     def score_of(self, doc_id: str) -> float:
         """The document's score on this side; 0 if it has none (no vector, no shared word)."""
         row = self._index.row(doc_id)
-        # The row check: a write since `scores` was taken may have moved the document.
-        if row is None or row >= len(self.scores) or self.ids[row] != doc_id:
-            return 0.0
-        return max(0.0, float(self.scores[row]))
+        if row is not None and row < len(self.scores) and self.ids[row] == doc_id:
+            return max(0.0, float(self.scores[row]))
+        # A write since `scores` was taken moved the document (a new row, a compaction, a
+        # reused vector row): find its row among those scored here.
+        if self._scored is None:
+            self._scored = {
+                scored_id: row
+                for row in np.flatnonzero(self.scores > 0).tolist()
+                if (scored_id := self.ids[row]) is not None
+            }
+        found = self._scored.get(doc_id)
+        return 0.0 if found is None else float(self.scores[found])
 
 
 def _fused(semantic: _Side, lexical: _Side) -> Ranked:

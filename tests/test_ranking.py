@@ -112,3 +112,25 @@ def test_compaction_keeps_every_score(monkeypatch: pytest.MonkeyPatch) -> None:
         assert all(abs(got[k] - want[k]) < 1e-12 for k in got)
     lexical.add("later", "w0 w59")  # the compacted index takes writes again
     assert "later" in lexical.scores("w59")
+
+
+def test_a_compaction_between_rounds_changes_no_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes to other memories while a hybrid stream is walked (the SQLite backend awaits
+    between fetches) may compact the lexical index: the stream's scores stay those it began
+    with, for every memory nobody wrote."""
+    monkeypatch.setattr(lexical_module, "COMPACT_AFTER", 100)
+    lexical, vectors, _ = _corpus(seed=11, size=3000)
+    query = _query("hybrid", "w0 w1 w2", seed=4)
+    expected = dict((doc_id, score) for score, doc_id in ranked(query, lexical, vectors))
+    stream = ranked(query, lexical, vectors)
+    got = [next(stream)]
+    rows_before = len(lexical._ids)
+    for n in range(3000):  # churn on other memories: enough dead rows to compact
+        lexical.add(f"junk{n}", "w0 junk")
+        lexical.remove(f"junk{n}")
+    assert len(lexical._ids) < rows_before + 3000  # it did compact
+    got += list(stream)
+    assert {doc_id for _, doc_id in got} == set(expected)
+    assert all(score == expected[doc_id] for score, doc_id in got)
+    scores = [score for score, _ in got]
+    assert scores == sorted(scores, reverse=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batchsvc_backends import sqlite_indexes
 from batchsvc_backends.memory import MemoryStore
 from batchsvc_backends.sqlite import SQLiteStore
 from batchsvc_backends.sqlite_schema import _V1, SCHEMA_VERSION
@@ -197,7 +198,7 @@ class TestIndexFollowsCommits:
                 in_sql = [await tx.search(TENANT, probe) for probe in probes]
             for mine, theirs in zip(in_sql, live, strict=True):
                 assert ids(mine) == ids(theirs)
-                assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], abs=2e-6)
+                assert [h.score for h in mine] == [h.score for h in theirs]  # same floats
         async with open_store(db) as store:
             assert [await store.search(TENANT, probe) for probe in probes] == live
 
@@ -254,6 +255,34 @@ class TestSameRankingAsMemory:
         for hit, ref in zip(mine, theirs, strict=True):
             assert hit.score == pytest.approx(ref.score, abs=2e-6)
             assert hit.memory == ref.memory
+
+
+class TestSearchDuringWrites:
+    """A search awaits the file between fetches; writes that commit meanwhile must not make it
+    lose or mis-score a memory that matched when it began."""
+
+    async def test_a_memory_re_saved_mid_search_is_still_found(
+        self, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        memories = [make_memory("walrus " + "filler " * n) for n in range(150)]
+        for memory in memories:
+            await store.create(TENANT, memory)
+        last = memories[-1]  # the lowest score: fetched in a late chunk
+        query = SearchQuery("walrus", mode="lexical", limit=150)
+        select = sqlite_indexes.select_fetching
+
+        async def with_a_write(query: SearchQuery, candidates: Any, fetch: Any) -> Any:
+            async def fetch_after_a_write(ids: list[str]) -> Any:
+                if last.id not in ids:  # the first chunk: the write lands before it is read
+                    await store.update(TENANT, last.id, MemoryPatch(content="walrus"), LATER, X)
+                return await fetch(ids)
+
+            return await select(query, candidates, fetch_after_a_write)
+
+        monkeypatch.setattr(sqlite_indexes, "select_fetching", with_a_write)
+        hits = await store.search(TENANT, query)
+        assert last.id in ids(hits)
+        assert len(hits) == 150
 
 
 class TestLoading:
