@@ -18,12 +18,10 @@ text is cut.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -31,6 +29,8 @@ from attrs import frozen
 
 from batchsvc.config import ConfigError
 from batchsvc.storage import Vector
+
+from .threaded_embedder import ThreadedEmbedder, unit_rows
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -117,17 +117,19 @@ def _load(threads: int, max_tokens: int) -> _Model:
     return _Model(session=_session(threads), tokenizer=_tokenizer(max_tokens))
 
 
-class MiniLMEmbedder:
+class MiniLMEmbedder(ThreadedEmbedder[_Model]):
     """A 6-layer transformer: about 230 memory-length texts a second on 2 threads, and about
     4 ms for one query (wordllama: some 20,000 a second)."""
+
+    name = "minilm"
 
     def __init__(
         self, threads: int = DEFAULT_THREADS, max_tokens: int = DEFAULT_MAX_TOKENS
     ) -> None:
+        super().__init__()
         self.dimensions = DIMENSIONS
         self.threads = threads
         self.max_tokens = max_tokens
-        self._model: _Model | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -149,28 +151,10 @@ class MiniLMEmbedder:
             raise ConfigError(_missing_extra(missing))
         return cls(threads, max_tokens)
 
-    async def __aenter__(self) -> Self:
-        if self._model is None:
-            self._model = await asyncio.to_thread(_load, self.threads, self.max_tokens)
-        return self
+    def _load_model(self) -> _Model:
+        return _load(self.threads, self.max_tokens)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._model = None
-
-    async def embed(self, texts: Sequence[str]) -> list[Vector]:
-        if self._model is None:
-            raise RuntimeError("the minilm embedder is not entered")
-        if not texts:
-            return []
-        return await asyncio.to_thread(self._embed, self._model, list(texts))
-
-    @staticmethod
-    def _embed(model: _Model, texts: list[str]) -> list[Vector]:
+    def _embed(self, model: _Model, texts: list[str]) -> list[Vector]:
         encodings = model.tokenizer.encode_batch(texts)
         lengths = np.array([len(encoding.ids) for encoding in encodings])
         order = np.argsort(lengths, kind="stable")
@@ -189,7 +173,4 @@ class MiniLMEmbedder:
             # Every text has at least [CLS] and [SEP], so no mask sums to zero.
             weights = mask[..., None].astype(np.float32)
             pooled[rows] = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        # Zero-safe like wordllama's, though a transformer's mean state is never zero.
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        pooled = np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 0)
-        return [tuple(row) for row in pooled.tolist()]
+        return unit_rows(pooled)

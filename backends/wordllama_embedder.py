@@ -11,11 +11,9 @@ so a prefix of a vector is itself an embedding: fewer dimensions trade recall fo
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
@@ -23,6 +21,8 @@ import wordllama
 from wordllama import WordLlama
 
 from batchsvc.storage import Vector
+
+from .threaded_embedder import ThreadedEmbedder, unit_rows
 
 #: The configuration whose files the wheel bundles; others would need a download.
 MODEL = "l2_supercat"
@@ -45,12 +45,14 @@ def _load(dimensions: int) -> Any:
     )
 
 
-class WordLlamaEmbedder:
+class WordLlamaEmbedder(ThreadedEmbedder[Any]):
     """Static token embeddings averaged over the text: about 30,000 short texts a second."""
 
+    name = "wordllama"
+
     def __init__(self, dimensions: int = SHIPPED_DIMENSIONS) -> None:
+        super().__init__()
         self.dimensions = dimensions
-        self._model: Any = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -62,31 +64,8 @@ class WordLlamaEmbedder:
             raise ValueError(f"dimensions must be one of {list(DIMENSIONS)}, got {dimensions!r}")
         return cls(dimensions)
 
-    async def __aenter__(self) -> Self:
-        if self._model is None:
-            self._model = await asyncio.to_thread(_load, self.dimensions)
-        return self
+    def _load_model(self) -> Any:
+        return _load(self.dimensions)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._model = None
-
-    async def embed(self, texts: Sequence[str]) -> list[Vector]:
-        if self._model is None:
-            raise RuntimeError("the wordllama embedder is not entered")
-        if not texts:
-            return []
-        return await asyncio.to_thread(self._embed, self._model, list(texts))
-
-    @staticmethod
-    def _embed(model: Any, texts: list[str]) -> list[Vector]:
-        matrix = np.asarray(model.embed(texts), dtype=np.float64)
-        # Normalised here rather than with `norm=True`, so that a text of only unknown tokens
-        # (a zero vector) stays zero instead of becoming NaN.
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-        return [tuple(row) for row in matrix.tolist()]
+    def _embed(self, model: Any, texts: list[str]) -> list[Vector]:
+        return unit_rows(np.asarray(model.embed(texts), dtype=np.float64))
