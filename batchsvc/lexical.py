@@ -48,7 +48,7 @@ class LexicalIndex:
         self._tfs: dict[str, array[int]] = {}  # term -> its count in each of those rows
         self._df: dict[str, int] = {}  # term -> live rows holding it
         self._rows: dict[str, int] = {}  # live document id -> its row
-        self._ids: list[str | None] = []  # row -> document id (dead rows keep theirs)
+        self._ids: list[str] = []  # row -> document id (dead rows keep theirs)
         self._terms: list[tuple[str, ...]] = []  # row -> its distinct terms
         self._lengths: array[float] = array("d")  # row -> words indexed
         self._alive = bytearray()  # row -> 1 while live
@@ -127,13 +127,13 @@ class LexicalIndex:
         lengths.frombytes(np.frombuffer(self._lengths, dtype=np.float64)[alive].tobytes())
         self._lengths = lengths
         self._alive = bytearray(b"\x01" * len(live))
-        self._rows = {doc_id: row for row, doc_id in enumerate(self._ids) if doc_id is not None}
+        self._rows = {doc_id: row for row, doc_id in enumerate(self._ids)}
 
     def row(self, doc_id: str) -> int | None:
         """The document's row in `score_rows`, or None if it is not indexed."""
         return self._rows.get(doc_id)
 
-    def score_rows(self, query: str) -> tuple[list[str | None], Scores]:
+    def score_rows(self, query: str) -> tuple[list[str], Scores]:
         """Ids by row and each row's normalised BM25 score: above 0 for every live document
         sharing a term with the query, 0 for the rest (dead rows included).
 
@@ -170,8 +170,4 @@ class LexicalIndex:
     def scores(self, query: str) -> dict[str, float]:
         """Normalised BM25 score of every document sharing a term with the query."""
         ids, scores = self.score_rows(query)
-        return {
-            doc_id: float(scores[row])
-            for row in np.flatnonzero(scores > 0).tolist()
-            if (doc_id := ids[row]) is not None
-        }
+        return {ids[row]: float(scores[row]) for row in np.flatnonzero(scores > 0).tolist()}
