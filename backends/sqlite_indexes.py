@@ -228,10 +228,10 @@ async def indexed_search(
     """A search in any mode, ranked exactly as the in-memory backend ranks it. `words` None:
     score the words with SQL on `conn` (a transaction's view of its own writes)."""
     if words is None:
-        found: dict[int, tuple[float, str]] = {}
+        found: dict[str, float] = {}
         if query.mode != "semantic":
             found = await lexical_scores(conn, tenant, query.text, query.tags, query.memory_type)
-        words = _Fixed({memory_id: score for score, memory_id in found.values()})
+        words = _Fixed(found)
     where, params = kind_filters(query.tags, query.memory_type)
 
     async def fetch(ids: list[str]) -> dict[str, Memory]:

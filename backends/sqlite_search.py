@@ -47,10 +47,10 @@ async def _postings(
     tags: tuple[str, ...],
     memory_type: str | None,
 ) -> list[Any]:
-    """(rowid, id, length, term, tf) of every memory passing tags and type with a query term."""
+    """(id, length, term, tf) of every memory passing tags and type with a query term."""
     where, params = kind_filters(tags, memory_type)
     sql = (
-        "SELECT m.rowid, m.id, m.length, p.term, count(*) "
+        "SELECT m.id, m.length, p.term, count(*) "
         "FROM memories_fts_postings p JOIN memories m ON m.rowid = p.doc "
         f"WHERE p.term IN ({_marks(len(terms))}) AND m.tenant = ?{where} "
         # Each memory's terms in order: the sum is then the in-memory index's, bit for bit.
@@ -65,9 +65,9 @@ async def lexical_scores(
     text: str,
     tags: tuple[str, ...] = (),
     memory_type: str | None = None,
-) -> dict[int, tuple[float, str]]:
-    """Normalised BM25 score (unrounded) and id, by rowid, of every memory passing tags and
-    type that shares a word with `text`: `batchsvc.lexical.LexicalIndex.scores` in SQL."""
+) -> dict[str, float]:
+    """Normalised BM25 score (unrounded), by id, of every memory passing tags and type that
+    shares a word with `text`: `batchsvc.lexical.LexicalIndex.scores` in SQL."""
     words = sorted(set(tokenize(text)))  # the order `LexicalIndex.score_rows` adds them in
     stats = await _tenant_stats(conn, tenant)
     if not words or stats is None or stats[1] == 0:
@@ -85,13 +85,8 @@ async def lexical_scores(
     if ceiling <= 0 or not present:
         return {}
     average = tokens / docs or 1.0
-    raw: dict[int, list[Any]] = {}
-    for rowid, memory_id, length, term, tf in await _postings(
-        conn, tenant, present, tags, memory_type
-    ):
+    raw: dict[str, float] = {}
+    for memory_id, length, term, tf in await _postings(conn, tenant, present, tags, memory_type):
         norm = K1 * (1 - B + B * length / average)
-        entry = raw.setdefault(rowid, [0.0, memory_id])
-        entry[0] += weights[term] * tf * (K1 + 1) / (tf + norm)
-    return {
-        rowid: (min(1.0, total / ceiling), memory_id) for rowid, (total, memory_id) in raw.items()
-    }
+        raw[memory_id] = raw.get(memory_id, 0.0) + weights[term] * tf * (K1 + 1) / (tf + norm)
+    return {memory_id: min(1.0, total / ceiling) for memory_id, total in raw.items()}
