@@ -310,13 +310,15 @@ async def insert_rows(path: str, rows: list[dict[str, Any]], vectors: list[Any])
 
 
 def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -> float:
-    """Seconds to insert the rows with plain `sqlite3` (no aiosqlite, no service code on the
-    way) into a file at the service's schema, with the service's pragmas, one transaction per
-    100 rows: each memory's row (vector included), its FTS5 row, and the tenant's totals. The
-    rows' words and JSON are made inside the timed loop: any insert of these rows needs them."""
+    """Seconds to insert the rows with plain `sqlite3` statements (no aiosqlite, no store;
+    the service's pure helpers only make the FTS words and vector bytes) into a file at its
+    schema, with its pragmas, one transaction per 100 rows: each memory's row (vector
+    included), its FTS5 row, and the tenant's totals. The rows' words and JSON are made inside
+    the timed loop: any insert of these rows needs them."""
     import sqlite3
 
     from batchsvc_backends.sqlite import SQLiteStore
+    from batchsvc_backends.sqlite_indexes import encode
     from batchsvc_backends.sqlite_queries import indexed_text, words
 
     async def create_schema() -> None:
@@ -325,7 +327,7 @@ def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -
 
     asyncio.run(create_schema())
     memories = _memories(rows)
-    blobs = [np_float32_bytes(vector) for vector in vectors]
+    blobs = [encode(vector) for vector in vectors]
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON"):
         conn.execute(f"PRAGMA {pragma}")
@@ -369,12 +371,6 @@ def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -
     seconds = time.perf_counter() - t0
     conn.close()
     return seconds
-
-
-def np_float32_bytes(vector: Any) -> bytes:
-    import numpy as np
-
-    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 async def bulk_load(path: str, rows: list[dict[str, Any]]) -> float:
