@@ -89,8 +89,9 @@ async def load(conn: aiosqlite.Connection, tenant: str) -> VectorIndex:
     if size == 0 or not kept:
         return VectorIndex()
     matrix = np.frombuffer(b"".join(blob for _, blob in kept), dtype=_FLOAT32)
+    # `from_rows` copies into a native float32 matrix of its own: no copy needed here.
     return VectorIndex.from_rows(
-        [memory_id for memory_id, _ in kept], matrix.reshape(len(kept), -1).astype(np.float32)
+        [memory_id for memory_id, _ in kept], matrix.reshape(len(kept), -1)
     )
 
 
