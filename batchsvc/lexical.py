@@ -6,10 +6,12 @@ scores comparable across queries, which is what a `threshold` needs, and never a
 
 The index is laid out for scoring with NumPy, because a common word's postings reach tens of
 thousands of documents at 100,000 memories and a Python loop over them cost ~0.4 s per query:
-each document has a row; each term keeps the rows holding it and their term counts in two
-growable `array('i')`, scored as NumPy views in a few vectorised steps. Rows are never reused:
-a removed document's row is only marked dead (its postings stay until a compaction renumbers
-the rows), so a row number always names one version of one document.
+each document has a row; each term keeps the rows holding it, each followed by the term's
+count in it, in one growable `array('i')`, scored as a NumPy view in a few vectorised steps.
+Rows are never reused: a removed document's row is only marked dead (its postings stay until a
+compaction renumbers the rows), so a row number always names one version of one document. A
+term's document frequency is counted when a query asks for it, over its live rows, so that a
+write touches one dictionary entry per term and a removal touches none.
 """
 
 from __future__ import annotations
@@ -44,12 +46,10 @@ class LexicalIndex:
     """Postings per term, kept up to date on every write; search touches only matching rows."""
 
     def __init__(self) -> None:
-        self._docs: dict[str, array[int]] = {}  # term -> rows holding it, ascending
-        self._tfs: dict[str, array[int]] = {}  # term -> its count in each of those rows
-        self._df: dict[str, int] = {}  # term -> live rows holding it
+        # term -> row, count, row, count, ... with rows ascending
+        self._postings: dict[str, array[int]] = {}
         self._rows: dict[str, int] = {}  # live document id -> its row
         self._ids: list[str] = []  # row -> document id (dead rows keep theirs)
-        self._terms: list[tuple[str, ...]] = []  # row -> its distinct terms
         self._lengths: array[float] = array("d")  # row -> words indexed
         self._alive = bytearray()  # row -> 1 while live
         self._total_length = 0.0
@@ -70,20 +70,16 @@ class LexicalIndex:
             counts[term] = counts.get(term, 0) + 1
             length += 1
         row = len(self._ids)
-        docs, tfs, df = self._docs, self._tfs, self._df
+        postings = self._postings
         for term, tf in counts.items():
-            rows = docs.get(term)
-            if rows is None:
-                docs[term] = array("i", (row,))
-                tfs[term] = array("i", (tf,))
-                df[term] = 1
+            pairs = postings.get(term)
+            if pairs is None:
+                postings[term] = array("i", (row, tf))
             else:
-                rows.append(row)
-                tfs[term].append(tf)
-                df[term] += 1
+                pairs.append(row)
+                pairs.append(tf)
         self._rows[doc_id] = row
         self._ids.append(doc_id)
-        self._terms.append(tuple(counts))
         self._lengths.append(length)
         self._alive.append(1)
         self._total_length += length
@@ -92,37 +88,32 @@ class LexicalIndex:
         row = self._rows.pop(doc_id, None)
         if row is None:
             return
-        for term in self._terms[row]:
-            left = self._df[term] - 1
-            if left:
-                self._df[term] = left
-            else:  # every row left in its postings is dead
-                del self._df[term], self._docs[term], self._tfs[term]
         self._total_length -= self._lengths[row]
         # The row keeps its id: a search may hold this list and read ids of rows it scored
         # before the removal. `_alive` is what says the row is dead.
-        self._terms[row] = ()
         self._alive[row] = 0
         dead = len(self._ids) - len(self._rows)
         if dead >= COMPACT_AFTER and dead > len(self._rows):
             self._compact()
 
     def _compact(self) -> None:
-        """Renumber the live rows from 0 and drop dead rows from every posting list. New
-        lists replace the old ones, so ids a search took from `score_rows` stay valid."""
+        """Renumber the live rows from 0 and drop dead rows from every posting list (and the
+        terms left with none). New lists replace the old ones, so ids a search took from
+        `score_rows` stay valid."""
         alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
-        renumbered = np.cumsum(alive, dtype=np.int64) - 1
-        for term, rows in self._docs.items():
-            old = np.frombuffer(rows, dtype=np.int32)
-            keep = alive[old]
-            fresh = array("i")
-            fresh.frombytes(renumbered[old[keep]].astype(np.int32).tobytes())
-            tfs = array("i")
-            tfs.frombytes(np.frombuffer(self._tfs[term], dtype=np.int32)[keep].tobytes())
-            self._docs[term], self._tfs[term] = fresh, tfs
+        renumbered = (np.cumsum(alive, dtype=np.int64) - 1).astype(np.int32)
+        postings: dict[str, array[int]] = {}
+        for term, pairs in self._postings.items():
+            old = np.frombuffer(pairs, dtype=np.int32).reshape(-1, 2)
+            kept = old[alive[old[:, 0]]]
+            if len(kept):
+                kept[:, 0] = renumbered[kept[:, 0]]
+                fresh = array("i")
+                fresh.frombytes(kept.tobytes())
+                postings[term] = fresh
+        self._postings = postings
         live = np.flatnonzero(alive).tolist()
         self._ids = [self._ids[row] for row in live]
-        self._terms = [self._terms[row] for row in live]
         lengths = array("d")
         lengths.frombytes(np.frombuffer(self._lengths, dtype=np.float64)[alive].tobytes())
         self._lengths = lengths
@@ -147,19 +138,20 @@ class LexicalIndex:
         live = len(self._rows)
         if not terms or not live:
             return self._ids, scores
-        weights = {term: idf(live, self._df.get(term, 0)) for term in terms}
+        alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
+        # Each term's live rows and counts; their number is the term's document frequency.
+        found: dict[str, tuple[npt.NDArray[np.int32], Scores]] = {}
+        for term in terms:
+            pairs_of = self._postings.get(term)
+            if pairs_of is not None:
+                pairs = np.frombuffer(pairs_of, dtype=np.int32).reshape(-1, 2)
+                live_pairs = pairs[alive[pairs[:, 0]]]
+                found[term] = live_pairs[:, 0], live_pairs[:, 1].astype(np.float64)
+        weights = {term: idf(live, len(found[term][0]) if term in found else 0) for term in terms}
         ceiling = sum(weights[term] * (K1 + 1) for term in terms)
         average = self._total_length / live or 1.0
         lengths = np.frombuffer(self._lengths, dtype=np.float64)
-        alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
-        for term in terms:
-            rows_of = self._docs.get(term)
-            if rows_of is None:
-                continue
-            rows = np.frombuffer(rows_of, dtype=np.int32)
-            tf = np.frombuffer(self._tfs[term], dtype=np.int32).astype(np.float64)
-            keep = alive[rows]
-            rows, tf = rows[keep], tf[keep]
+        for term, (rows, tf) in found.items():
             norm = K1 * (1 - B + B * lengths[rows] / average)
             # A row appears once per term, so this fancy-indexed add is exact.
             scores[rows] += weights[term] * tf * (K1 + 1) / (tf + norm)
