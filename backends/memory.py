@@ -9,7 +9,7 @@ cancellation trivially truthful. Vectors sit in a NumPy matrix per tenant (exact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -19,8 +19,8 @@ from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import ranked, select
-from batchsvc.storage import MemoryOps, Page, Vector
-from batchsvc.vectors import VectorIndex
+from batchsvc.storage import MemoryOps, NewMemory, Page, Vector
+from batchsvc.vectors import VectorIndex, refuse_other_sizes
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
 Undo = list[tuple[str, Memory | None, Vector | None]]
@@ -90,6 +90,14 @@ class _Ops:
         data = self._data(tenant)
         self._remember(data, memory.id)
         data.put(memory, vector)
+
+    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+        data = self._data(tenant)
+        # All or none: the one way `put` can fail, a vector of another size, is ruled out first.
+        refuse_other_sizes(data.vectors.dimensions, (v for _, v in items if v is not None))
+        for memory, vector in items:
+            self._remember(data, memory.id)
+            data.put(memory, vector)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         return self._data(tenant).memories.get(memory_id)
@@ -170,6 +178,10 @@ class _LockedOps(_Ops):
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         async with self._store._tenant(tenant).lock:
             await super().create(tenant, memory, vector)
+
+    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+        async with self._store._tenant(tenant).lock:
+            await super().create_many(tenant, items)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         async with self._store._tenant(tenant).lock:

@@ -24,7 +24,7 @@ be called back, so a cancel that arrives then is absorbed the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -33,13 +33,12 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError
-from batchsvc.models import Memory
 from batchsvc.ranking import LexicalScores, VectorScores
 from batchsvc.storage import MemoryOps, Vector
 from batchsvc.vectors import VectorIndex
 
 from .sqlite_group import GroupCommit
-from .sqlite_indexes import Change, IndexCache, Indexes
+from .sqlite_indexes import Change, Created, IndexCache, Indexes
 from .sqlite_ops import Ops, TransactionOps
 from .sqlite_schema import migrate
 from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
@@ -183,12 +182,12 @@ class SQLiteStore(Ops):
         self,
         tenant: str,
         work: Work[tuple[T, list[Change]]],
-        vector: Vector | None = None,
-        created: Memory | None = None,
+        vectors: Sequence[Vector] = (),
+        new: Created | None = None,
     ) -> T:
         if self._group is None:
             raise BackendError("the sqlite store is not open")
-        return await self._group.write(tenant, work, vector, created)
+        return await self._group.write(tenant, work, vectors, new)
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
@@ -41,11 +42,10 @@ import aiosqlite
 from attrs import define, field
 
 from batchsvc.errors import BackendError
-from batchsvc.models import Memory
 from batchsvc.storage import Vector
 
 from . import sqlite_queries as q
-from .sqlite_indexes import Change, IndexCache, check, encode, vectors_of, written
+from .sqlite_indexes import Change, Created, IndexCache, check, vectors_of
 from .sqlite_ops import Loader
 from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
 
@@ -62,9 +62,10 @@ class Pending:
 
     tenant: str
     work: Work[tuple[Any, list[Change]]]
-    vector: Vector | None
-    #: The new memory when the write is a create: the group may insert it with others.
-    created: Memory | None
+    #: The vectors the write stores, checked against the tenant's index before it runs.
+    vectors: Sequence[Vector]
+    #: The new memories when the write is a create: the group may insert them with others.
+    new: Created | None
     future: asyncio.Future[Any]
     #: Taken into a group: from then on only the runner settles it.
     started: bool = False
@@ -112,14 +113,14 @@ class GroupCommit:
         self,
         tenant: str,
         work: Work[tuple[T, list[Change]]],
-        vector: Vector | None,
-        created: Memory | None,
+        vectors: Sequence[Vector],
+        new: Created | None,
     ) -> T:
         """Run `work` in the next group; return its result once that group has committed."""
         if self._closed:
             raise BackendError("the sqlite store is closed")
         future = asyncio.get_running_loop().create_future()
-        pending = Pending(tenant, work, vector, created, future)
+        pending = Pending(tenant, work, vectors, new, future)
         self._queue.append(pending)
         if self._runner is None:
             self._runner = asyncio.create_task(self._run())
@@ -187,8 +188,8 @@ class GroupCommit:
 
     async def _commit_group(self, group: list[Pending]) -> None:
         conn = self._conn
-        creates = [pending for pending in group if pending.created is not None]
-        order = creates + [pending for pending in group if pending.created is None]
+        creates = [pending for pending in group if pending.new is not None]
+        order = creates + [pending for pending in group if pending.new is None]
         try:
             with translated_errors():
                 await conn.execute("BEGIN IMMEDIATE")
@@ -244,14 +245,12 @@ class GroupCommit:
                 pending.fail(error)
                 continue
             rows.append(pending)
-            staged.setdefault(pending.tenant, {}).update(vectors_of(_changes(pending)))
+            staged.setdefault(pending.tenant, {}).update(vectors_of(_new(pending).changes))
         if not rows:
             return {}
         try:
             learned = await q.insert_many(
-                conn,
-                [(p.tenant, cast(Memory, p.created), encode(p.vector)) for p in rows],
-                self._numbers,
+                conn, [row for p in rows for row in _new(p).rows], self._numbers
             )
         except Exception:
             # The transaction holds only these inserts: start it again and find the culprit.
@@ -264,7 +263,7 @@ class GroupCommit:
                 await self._single(conn, pending, staged, savepoint=True)
             return {}
         for pending in rows:
-            pending.succeed(None, _changes(pending))
+            pending.succeed(None, _new(pending).changes)
         return learned
 
     async def _single(
@@ -293,9 +292,9 @@ class GroupCommit:
 
     async def _check(self, pending: Pending, staged: Staged) -> None:
         """Refuse a vector the tenant's index could not take, given the writes before it."""
-        if pending.vector is not None:
+        if pending.vectors:
             index = await self._loaded(pending.tenant)
-            check(index, staged.get(pending.tenant, {}), pending.vector)
+            check(index, staged.get(pending.tenant, {}), pending.vectors)
 
     async def _each_alone(self, order: list[Pending]) -> None:
         """Each write in a transaction of its own, as plain writes ran before group commit."""
@@ -303,8 +302,8 @@ class GroupCommit:
         for pending in order:
             try:
                 with translated_errors():
-                    if pending.vector is not None:
-                        check(await self._loaded(pending.tenant), {}, pending.vector)
+                    if pending.vectors:
+                        check(await self._loaded(pending.tenant), {}, pending.vectors)
                     try:
                         await conn.execute("BEGIN IMMEDIATE")
                         result, changes = await pending.work(conn)
@@ -329,6 +328,7 @@ class GroupCommit:
             self._cache.clear()
 
 
-def _changes(pending: Pending) -> list[Change]:
-    """A create's effect on the indexes, as `Ops.create` reports it."""
-    return [written(cast(Memory, pending.created), pending.vector)]
+def _new(pending: Pending) -> Created:
+    """A create's rows and changes (only creates go through `_bulk`)."""
+    assert pending.new is not None
+    return pending.new

@@ -32,10 +32,10 @@ from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores, ranked, select_fetching
-from batchsvc.storage import Vector
-from batchsvc.vectors import Scores, VectorIndex
+from batchsvc.storage import NewMemory, Vector
+from batchsvc.vectors import Scores, VectorIndex, refuse_other_sizes
 
-from .sqlite_queries import COLUMNS, kind_filters, to_memory, words
+from .sqlite_queries import COLUMNS, NewRow, kind_filters, to_memory, words
 from .sqlite_search import lexical_scores
 
 
@@ -55,6 +55,24 @@ def written(memory: Memory, vector: Vector | None, text_changed: bool = True) ->
     """The change of a write that stored `memory` with `vector` (its text new or changed,
     unless `text_changed` is False: then only its vector changed)."""
     return Change(memory.id, vector, tuple(words(memory)) if text_changed else None)
+
+
+class Created(NamedTuple):
+    """New memories as one write stores them: their rows for `sqlite_queries.insert_many`,
+    and their changes to the indexes (the words made once, for both)."""
+
+    rows: list[NewRow]
+    changes: list[Change]
+
+
+def created(tenant: str, items: Iterable[NewMemory]) -> Created:
+    rows: list[NewRow] = []
+    changes: list[Change] = []
+    for memory, vector in items:
+        tokens = tuple(words(memory))
+        rows.append((tenant, memory, encode(vector), tokens))
+        changes.append(Change(memory.id, vector, tokens))
+    return Created(rows, changes)
 
 
 def deleted(memory_id: str) -> Change:
@@ -136,13 +154,14 @@ class Indexes:
                 self.words.add_tokens(memory_id, tokens)
 
 
-def check(index: VectorIndex, staged: Mapping[str, Vector | None], vector: Vector) -> None:
-    """Refuse, before anything is written, a vector the index could not take."""
+def check(
+    index: VectorIndex, staged: Mapping[str, Vector | None], vectors: Iterable[Vector]
+) -> None:
+    """Refuse, before anything is written, vectors the index could not take."""
     expected = index.dimensions
     if expected is None:
         expected = next((len(v) for v in staged.values() if v is not None), None)
-    if expected is not None and len(vector) != expected:
-        raise ValueError(f"a vector of {len(vector)} dimensions in an index of {expected}")
+    refuse_other_sizes(expected, vectors)
 
 
 class IndexCache:

@@ -4,7 +4,7 @@ write that `batchsvc_backends.sqlite.SQLiteStore` (or one of its transactions) p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar
 
@@ -13,14 +13,16 @@ import aiosqlite
 from batchsvc.errors import BackendError
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores
-from batchsvc.storage import Page, Vector
+from batchsvc.storage import NewMemory, Page, Vector
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
 from .sqlite_indexes import (
     Change,
+    Created,
     StagedVectors,
     check,
+    created,
     deleted,
     encode,
     indexed_search,
@@ -50,13 +52,13 @@ class Ops:
         self,
         tenant: str,
         work: Work[tuple[T, list[Change]]],
-        vector: Vector | None = None,
-        created: Memory | None = None,
+        vectors: Sequence[Vector] = (),
+        new: Created | None = None,
     ) -> T:
-        """Run `work` as one write; its changes reach the vector index once they commit.
-        `vector`, when the write stores one, is checked against the index first. `created`,
-        when the write is a create, is the new memory: the store may insert it with others
-        rather than through `work`, to the same effect."""
+        """Run `work` as one write; its changes reach the indexes once they commit.
+        `vectors`, those the write stores, are checked against the index first. `new`, when
+        the write is a create, holds its rows: the store may insert them with others rather
+        than through `work`, to the same effect."""
         raise NotImplementedError
 
     async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
@@ -64,11 +66,18 @@ class Ops:
         raise NotImplementedError
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        async def work(conn: aiosqlite.Connection) -> tuple[None, list[Change]]:
-            await q.insert(conn, tenant, memory, encode(vector))
-            return None, [written(memory, vector)]
+        await self.create_many(tenant, [(memory, vector)])
 
-        await self._write(tenant, work, vector, memory)
+    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+        new = created(tenant, items)
+        if not new.rows:
+            return
+
+        async def work(conn: aiosqlite.Connection) -> tuple[None, list[Change]]:
+            await q.insert_many(conn, new.rows, {})
+            return None, new.changes
+
+        await self._write(tenant, work, [v for _, v in items if v is not None], new)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         async with self._reading(tenant) as conn:
@@ -91,7 +100,7 @@ class Ops:
                 return memory, []  # the vector, if any, still describes the text
             return memory, [written(memory, vector, text_changed)]
 
-        return await self._write(tenant, work, vector)
+        return await self._write(tenant, work, () if vector is None else (vector,))
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
         async def work(conn: aiosqlite.Connection) -> tuple[bool, list[Change]]:
@@ -174,13 +183,13 @@ class TransactionOps(Ops):
         self,
         tenant: str,
         work: Work[tuple[T, list[Change]]],
-        vector: Vector | None = None,
-        created: Memory | None = None,
+        vectors: Sequence[Vector] = (),
+        new: Created | None = None,
     ) -> T:
         async with self._lock:
             self._check(tenant)
-            if vector is not None:
-                check(await self._loaded(tenant), vectors_of(self.staged), vector)
+            if vectors:
+                check(await self._loaded(tenant), vectors_of(self.staged), vectors)
             with translated_errors():
                 try:
                     await self._conn.execute("SAVEPOINT operation")

@@ -95,36 +95,24 @@ def _row(tenant: str, memory: Memory, length: int, vector: bytes | None) -> tupl
     )
 
 
-async def insert(
-    conn: aiosqlite.Connection, tenant: str, memory: Memory, vector: bytes | None = None
-) -> None:
-    """Store a new memory; `vector` is its embedding as `sqlite_indexes.encode` made it."""
-    tokens = words(memory)
-    number = await _count_in(conn, tenant, 1, len(tokens))
-    cursor = await conn.execute(_INSERT, _row(tenant, memory, len(tokens), vector))
-    await conn.execute(
-        "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
-        (cursor.lastrowid, indexed_text(number, tokens)),
-    )
-
-
-#: A new memory for `insert_many`: its tenant, the memory, its vector as `encode` made it.
-NewRow = tuple[str, Memory, bytes | None]
+#: A new memory for `insert_many`: its tenant, the memory, its vector as
+#: `sqlite_indexes.encode` made it, and its words as `words` gives them (made once, by the
+#: caller, which also hands them to the in-memory index).
+NewRow = tuple[str, Memory, bytes | None, Sequence[str]]
 
 
 async def insert_many(
     conn: aiosqlite.Connection, rows: Sequence[NewRow], numbers: Mapping[str, int]
 ) -> dict[str, int]:
-    """Store new memories, as `insert` would one by one, in a number of statements that does
-    not grow with the rows: a round trip to aiosqlite's thread costs more than a row.
+    """Store new memories in a number of statements that does not grow with the rows: a
+    round trip to aiosqlite's thread costs more than a row.
 
     `numbers` are tenant numbers the caller already knows (a tenant's never changes once its
     row is committed); a tenant not among them costs one statement, and its number is returned
     so that the caller can keep it once this transaction has committed.
     """
-    tokens = [words(memory) for _, memory, _ in rows]
     totals: dict[str, tuple[int, int]] = {}
-    for (tenant, _, _), found in zip(rows, tokens, strict=True):
+    for tenant, _, _, found in rows:
         docs, count = totals.get(tenant, (0, 0))
         totals[tenant] = (docs + 1, count + len(found))
     learned = {
@@ -147,10 +135,7 @@ async def insert_many(
             raise sqlite3.IntegrityError("a remembered tenant number is not in the file")
     await conn.executemany(
         _INSERT,
-        [
-            _row(tenant, memory, len(found), vector)
-            for (tenant, memory, vector), found in zip(rows, tokens, strict=True)
-        ],
+        [_row(tenant, memory, len(found), vector) for tenant, memory, vector, found in rows],
     )
     number = {t: learned[t] if t in learned else numbers[t] for t in totals}
     # The rowid is the one the INSERT just chose; the UNIQUE (tenant, id) index finds it.
@@ -159,7 +144,7 @@ async def insert_many(
         "SELECT rowid, ? FROM memories WHERE tenant = ? AND id = ?",
         [
             (indexed_text(number[tenant], found), tenant, memory.id)
-            for (tenant, memory, _), found in zip(rows, tokens, strict=True)
+            for tenant, memory, _, found in rows
         ],
     )
     return learned

@@ -22,6 +22,7 @@ from batchsvc.batch_vectors import (
     BatchVectors,
     embed_batch,
 )
+from batchsvc.bulk import new_memories, run_of_creates, settle
 from batchsvc.dispatch import call_storage
 from batchsvc.eager import DeadlineExpired, run_until
 from batchsvc.embedding import Embedder
@@ -219,6 +220,14 @@ class BatchExecutor:
     async def _step(self, run: BatchRun, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
         result = run.results[index]
+        claim = run.claims.get(index)
+        # Taken by the bulk create of an earlier operation: done already in any order but the
+        # parallel one of `continue_on_error` (where this waits). If the bulk failed, this
+        # operation runs on its own, as it would have.
+        if claim is not None and await claim:
+            if result.status == "failed":
+                note_failure(run, index)
+            return
         # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
         # the operation that stopped the batch was itself cut by the deadline.
         if self._clock() >= run.deadline:
@@ -231,9 +240,56 @@ class BatchExecutor:
         if run.stopped_after is not None and index > run.stopped_after:
             skip_after(result, run.stopped_after)
             return
-        await self._execute(run, index)
+        run.started.add(index)
+        together = run_of_creates(run, index)
+        if not together or not await self._create_together(run, together):
+            await self._execute(run, index)
         if result.status == "failed":
             note_failure(run, index)
+
+    async def _create_together(self, run: BatchRun, indices: list[int]) -> bool:
+        """Store the creates at `indices` in one call (`batchsvc.bulk`); False if the call
+        failed, having stored nothing: then each runs on its own."""
+        claim: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        for index in indices[1:]:
+            run.claims[index] = claim
+        settled = False
+        try:
+            settled = await self._bulk_attempt(run, indices)
+            return settled
+        finally:
+            claim.set_result(settled)
+
+    async def _bulk_attempt(self, run: BatchRun, indices: list[int]) -> bool:
+        assert run.bulk is not None
+        items = new_memories(run, indices)
+        op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
+        until = self._loop_time(min(op_deadline, run.deadline))
+        try:
+            await run_until(run.bulk.create_many(run.tenant, items), until)
+        except DeadlineExpired:
+            if self._clock() < run.deadline:
+                log.warning("bulk_create_timed_out", creates=len(items))
+                return False
+            for index in indices:
+                run.results[index].attempts = 1
+                run.results[index].fail(
+                    ErrorCode.TIMEOUT,
+                    "the batch deadline passed while the operation ran; it had no effect",
+                    {"timeout_ms": run.options.timeout_ms},
+                )
+            return True
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # a real cancellation of this batch
+            log.error("backend_raised_cancelled", index=indices[0], type="create_many")
+            return False
+        except Exception as error:
+            log.warning("bulk_create_failed", creates=len(items), error=repr(error))
+            return False
+        settle(run, indices, items)
+        return True
 
     async def _execute(self, run: BatchRun, index: int) -> None:
         op = run.operations[index]

@@ -8,14 +8,14 @@ transactions. Calls made through a transaction's ops are timed like the backend'
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from batchsvc.metrics import Metrics, StorageOutcome
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import MemoryOps, Page, Storage, Vector
+from batchsvc.storage import CreatesMany, MemoryOps, NewMemory, Page, Storage, Vector
 
 T = TypeVar("T")
 
@@ -26,6 +26,17 @@ class _MeteredOps:
     def __init__(self, inner: MemoryOps, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
+        if isinstance(inner, CreatesMany):
+            # Only then: the executor asks for a bulk create by looking for this attribute.
+            self.create_many = self._create_many(inner)
+
+    def _create_many(
+        self, inner: CreatesMany
+    ) -> Callable[[str, Sequence[NewMemory]], Awaitable[None]]:
+        async def create_many(tenant: str, items: Sequence[NewMemory]) -> None:
+            await self._timed("create_many", inner.create_many(tenant, items))
+
+        return create_many
 
     async def _timed(self, method: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from batchsvc.batch import BatchOptions, BatchRequest
@@ -10,7 +11,7 @@ from batchsvc.errors import ErrorCode
 from batchsvc.models import new_memory_id
 from batchsvc.operations import CreateOp
 from batchsvc.results import BatchResult, OperationResult
-from batchsvc.storage import MemoryOps
+from batchsvc.storage import CreatesMany, MemoryOps
 
 
 class OperationFailed(Exception):
@@ -50,6 +51,12 @@ class BatchRun:
         }
         self.stopped_after: int | None = None
         self.vectors = vectors
+        #: The ops' bulk create, if they have one (see `batchsvc.bulk`).
+        self.bulk: CreatesMany | None = ops if isinstance(ops, CreatesMany) else None
+        #: Operations begun, and those a bulk create took with an earlier one: the future
+        #: says, once done, whether the bulk settled them (False: they run on their own).
+        self.started: set[int] = set()
+        self.claims: dict[int, asyncio.Future[bool]] = {}
 
     @property
     def stops_on_failure(self) -> bool:

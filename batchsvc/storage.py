@@ -18,7 +18,7 @@ A third party writes a backend from this module alone, then proves it with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -105,6 +105,22 @@ class MemoryOps(Protocol):
         """
 
 
+#: A new memory and its vector, as `MemoryOps.create` takes them.
+NewMemory = tuple[Memory, Vector | None]
+
+
+@runtime_checkable
+class CreatesMany(Protocol):
+    """Optional, for a backend (or a transaction's ops) that stores many new memories in one
+    call more cheaply than one by one. The executor gives it each run of consecutive creates
+    of a batch; without it, or when it raises, the creates are made one at a time."""
+
+    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+        """Store every item as `create` would, all or none: when it raises (any exception,
+        or CancelledError) nothing of it was stored; when it returns, all of it was (and on a
+        durable backend, durably). Other callers see none of the items before all of them."""
+
+
 @runtime_checkable
 class Storage(MemoryOps, Protocol):
     """A backend: the operations, a lifecycle, and transactions where it can."""
@@ -140,7 +156,9 @@ class Storage(MemoryOps, Protocol):
 
 __all__ = [
     "BackendError",
+    "CreatesMany",
     "MemoryOps",
+    "NewMemory",
     "Page",
     "Storage",
     "TransientBackendError",

@@ -7,6 +7,8 @@ reused after deletes and the matrix grows by doubling, so a write costs one row 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -16,6 +18,16 @@ from batchsvc.storage import Vector
 SEMANTIC_WEIGHT = 0.5
 
 Scores = npt.NDArray[np.float64]
+
+
+def refuse_other_sizes(expected: int | None, vectors: Iterable[Vector]) -> None:
+    """Raise ValueError, before anything is written, unless every vector has `expected`
+    dimensions (None: the first vector's). One index holds vectors of one length only."""
+    for vector in vectors:
+        if expected is None:
+            expected = len(vector)
+        elif len(vector) != expected:
+            raise ValueError(f"a vector of {len(vector)} dimensions in an index of {expected}")
 
 
 class VectorIndex:

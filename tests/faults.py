@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +19,7 @@ from batchsvc_backends.memory import MemoryStore
 
 from batchsvc.errors import TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import MemoryOps, Page, Vector
+from batchsvc.storage import CreatesMany, MemoryOps, NewMemory, Page, Vector
 
 Seconds = float | Callable[[], float]
 
@@ -64,9 +64,23 @@ class Faults:
 class _FaultyOps:
     """Any `MemoryOps`, with `Faults` applied before each call."""
 
-    def __init__(self, inner: MemoryOps, faults: Faults) -> None:
+    def __init__(self, inner: MemoryOps, faults: Faults, *, bulk: bool = False) -> None:
         self._inner = inner
         self.faults = faults
+        self.bulk = bulk
+        if bulk and isinstance(inner, CreatesMany):
+            # Only when asked: the executor uses a bulk create wherever it finds one, and the
+            # faults of most tests are aimed at `create`.
+            self.create_many = self._create_many(inner)
+
+    def _create_many(
+        self, inner: CreatesMany
+    ) -> Callable[[str, Sequence[NewMemory]], Awaitable[None]]:
+        async def create_many(tenant: str, items: Sequence[NewMemory]) -> None:
+            await self.faults.before("create_many")
+            await inner.create_many(tenant, items)
+
+        return create_many
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         await self.faults.before("create")
@@ -113,9 +127,10 @@ class _FaultyOps:
 class FaultyStorage(_FaultyOps):
     """A `Storage` around a real `MemoryStore` (a new one unless given)."""
 
-    def __init__(self, inner: MemoryStore | None = None) -> None:
+    def __init__(self, inner: MemoryStore | None = None, *, bulk: bool = False) -> None:
+        """`bulk`: offer the store's `create_many` (faults on it are named `create_many`)."""
         self.store = inner if inner is not None else MemoryStore()
-        super().__init__(self.store, Faults())
+        super().__init__(self.store, Faults(), bulk=bulk)
         self.supports_transactions = self.store.supports_transactions
         self.supports_vectors = self.store.supports_vectors
 
@@ -159,4 +174,4 @@ class FaultyStorage(_FaultyOps):
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
         await self.faults.before("transaction")
         async with self.store.transaction(tenant) as tx:
-            yield _FaultyOps(tx, self.faults)
+            yield _FaultyOps(tx, self.faults, bulk=self.bulk)

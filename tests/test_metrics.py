@@ -18,6 +18,7 @@ from support import Service
 from batchsvc.errors import BackendError
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
+from batchsvc.storage import CreatesMany
 from batchsvc.testing._base import TENANT, make_memory
 
 ServiceFactory = Callable[..., Any]
@@ -240,6 +241,20 @@ class TestMeteredStorage:
             assert entered is metered
             await metered.ping()
         assert storage_calls(metrics, "ping", "ok") == 1
+
+    async def test_a_bulk_create_is_offered_only_where_the_backend_has_one(self) -> None:
+        metrics = Metrics()
+        assert not isinstance(MeteredStorage(FaultyStorage(), metrics), CreatesMany)
+        bulky = FaultyStorage(bulk=True)
+        memories = [make_memory("one"), make_memory("two")]
+        async with MeteredStorage(bulky, metrics) as metered:
+            assert isinstance(metered, CreatesMany)
+            await metered.create_many(TENANT, [(m, None) for m in memories])
+            async with metered.transaction(TENANT) as tx:
+                assert isinstance(tx, CreatesMany)
+            assert [await metered.get(TENANT, m.id) for m in memories] == memories
+        assert bulky.calls["create_many"] == 1
+        assert storage_calls(metrics, "create_many", "ok") == 1
 
     async def test_an_error_is_the_same_object_and_counted(self) -> None:
         faulty, metrics = FaultyStorage(), Metrics()

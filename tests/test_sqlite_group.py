@@ -206,6 +206,35 @@ class TestFailureIsolation:
         semantic = await store.search(TENANT, SearchQuery("q", mode="semantic", vector=Y))
         assert semantic[0].memory.id == good[0].id  # its vector reached the index
 
+    async def test_a_bulk_create_in_a_group_stands_or_falls_alone(
+        self, store: SQLiteStore, db: Path
+    ) -> None:
+        """`create_many` is one entry of its group: a duplicate id inside it (the bulk insert
+        fails, and the group is redone entry by entry) fails all of it and nothing else."""
+        taken = make_memory("taken id")
+        await store.create(TENANT, taken)
+        fine = [make_memory(f"fine bulk {i}") for i in range(30)]
+        doomed = [make_memory(f"doomed bulk {i}") for i in range(5)] + [taken]
+        single = make_memory("fine single")
+        with wal_kept(db):
+            start = wal_commits(db)
+            results = await asyncio.gather(
+                store.create_many(TENANT, [(m, None) for m in fine]),
+                store.create_many(TENANT, [(m, None) for m in doomed]),
+                store.create(TENANT, single),
+                return_exceptions=True,
+            )
+            assert wal_commits(db) - start == 1
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], BackendError) and "UNIQUE" in str(results[1])
+        for memory in [*fine, single, taken]:
+            assert await store.get(TENANT, memory.id) == memory
+        assert await state(store, TENANT, [m.id for m in doomed[:-1]]) == {
+            m.id: None for m in doomed[:-1]
+        }
+        hits = await store.search(TENANT, SearchQuery("bulk", limit=100))
+        assert {h.memory.id for h in hits} == {m.id for m in fine}
+
     async def test_vectors_of_one_group_are_checked_against_each_other(
         self, store: SQLiteStore
     ) -> None:

@@ -39,6 +39,7 @@ from batchsvc.testing._base import (
     make_memory,
     put,
 )
+from batchsvc.testing.conformance_bulk import BulkConformance
 from batchsvc.testing.conformance_search import FilterConformance, SearchConformance
 from batchsvc.testing.conformance_vectors import VectorConformance
 
@@ -351,5 +352,6 @@ class StorageConformance(
     SearchConformance,
     FilterConformance,
     VectorConformance,
+    BulkConformance,
 ):
     """Every conformance test; subclass it and provide the `storage` fixture."""

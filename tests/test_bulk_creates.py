@@ -1,0 +1,242 @@
+"""Bulk creates (`batchsvc.bulk`): runs of consecutive creates reach storage in one call, and
+the results are exactly those of the creates made one by one, whatever the options and faults.
+
+`FaultyStorage(bulk=True)` offers the real MemoryStore's `create_many`, counts its calls and
+can fail or stall it; `FaultyStorage()` has none, so the same batch runs one create at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from batch_helpers import (
+    MEM_ID,
+    MISSING,
+    TIMESTAMP,
+    ServiceFactory,
+    comparable,
+    create,
+    delete,
+    ops_of,
+    read,
+    search,
+    snapshot,
+    statuses,
+    stored,
+    update,
+)
+from faults import FaultyStorage
+from support import Service
+
+from batchsvc.errors import BackendError, TransientBackendError
+
+
+async def bulk_service(service_factory: ServiceFactory, **sections: Any) -> tuple[Service, Any]:
+    storage = FaultyStorage(bulk=True)
+    return await service_factory(storage=storage, **sections), storage
+
+
+class TestRuns:
+    async def test_a_run_of_creates_is_one_storage_call(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service, storage = await bulk_service(service_factory)
+        status, body = await service.batch([create(f"memory {i}") for i in range(20)])
+        assert status == 200
+        assert storage.calls["create_many"] == 1 and storage.calls["create"] == 0
+        ops = ops_of(body)
+        assert all(op["status"] == "success" and op["attempts"] == 1 for op in ops)
+        ids = [op["result"]["id"] for op in ops]
+        assert ids == sorted(ids) and len(set(ids)) == 20
+        listed = await stored(service)
+        assert [m["id"] for m in listed] == ids[::-1]
+        assert [m["content"] for m in listed] == [f"memory {i}" for i in range(20)][::-1]
+
+    async def test_runs_end_at_any_other_operation(self, service_factory: ServiceFactory) -> None:
+        service, storage = await bulk_service(service_factory)
+        status, body = await service.batch(
+            [
+                create("a"),
+                create("b"),
+                read("$0"),
+                create("c"),
+                create("d"),
+                create("e"),
+                update("$3", content="c2"),
+                create("f"),  # alone: no bulk for a run of one
+                search("e"),
+                create("g"),
+                create("h"),
+            ]
+        )
+        assert status == 200, body
+        assert storage.calls["create_many"] == 3
+        assert storage.calls["create"] == 1
+        assert ops_of(body)[2]["result"]["content"] == "a"
+        assert {m["content"] for m in await stored(service)} == {
+            "a", "b", "c2", "d", "e", "f", "g", "h"
+        }  # fmt: skip
+
+    async def test_an_invalid_create_splits_a_run(self, service_factory: ServiceFactory) -> None:
+        service, storage = await bulk_service(service_factory)
+        bad = {"type": "create", "data": {"title": "no content"}}
+        status, body = await service.batch(
+            [create("a"), create("b"), bad, create("c"), create("d")],
+            {"continue_on_error": True},
+        )
+        assert status == 207
+        assert statuses(body) == ["success", "success", "failed", "success", "success"]
+        assert storage.calls["create_many"] == 2
+
+
+# The same batches with and without bulk creates: equal responses and equal stores. ----------
+
+BATCHES: list[list[Any]] = [
+    [create(f"plain {i}") for i in range(12)],
+    [create("a"), create("b"), read(MISSING), create("c"), create("d")],
+    [create("a"), create("b"), update("$1", content="b2"), create("c"), delete("$0"), read("$0")],
+    [
+        create("a"),
+        create("b"),
+        {"type": "create", "data": {}},
+        create("c"),
+        create("d"),
+        search("c"),
+    ],
+]
+OPTIONS = [
+    {"parallel": parallel, "continue_on_error": coe, "atomic": atomic}
+    for parallel, coe, atomic in itertools.product([False, True], repeat=3)
+    if not (atomic and coe)  # refused by the request rules
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(k for k, v in o.items() if v))
+@pytest.mark.parametrize("batch", range(len(BATCHES)))
+async def test_bulk_changes_nothing_but_the_calls(
+    service_factory: ServiceFactory, batch: int, options: dict[str, Any]
+) -> None:
+    plain = await service_factory(storage=FaultyStorage())
+    bulky, storage = await bulk_service(service_factory)
+    got = [await service.batch(BATCHES[batch], options) for service in (plain, bulky)]
+    assert got[0][0] == got[1][0]
+    assert same_text(comparable(got[0][1])) == same_text(comparable(got[1][1]))
+    assert storage.calls["create_many"] >= 1
+    assert await stored_as_data(plain) == await stored_as_data(bulky)
+
+
+async def stored_as_data(service: Service) -> Any:
+    """Every page of the listing and every memory, as data, ids and times normalised."""
+    pages, memories = await snapshot(service)
+    return same_text(
+        [json.loads(page)["data"] for page in pages]
+        + [json.loads(memories[memory_id])["data"] for memory_id in sorted(memories)]
+    )
+
+
+def same_text(value: Any) -> str:
+    """`value` as JSON text, ids (also those inside messages) numbered by first appearance
+    and timestamps blanked."""
+    seen: dict[str, str] = {}
+    text = json.dumps(value, sort_keys=True)
+    text = MEM_ID.sub(lambda found: seen.setdefault(found[0], f"<id{len(seen)}>"), text)
+    return TIMESTAMP.sub("<time>", text)
+
+
+# A bulk call that fails -----------------------------------------------------------------------
+
+
+class TestFailedBulk:
+    """A failed bulk call stored nothing: each create then runs alone, as it would have."""
+
+    @pytest.mark.parametrize(
+        "error",
+        [BackendError("disk on fire"), TransientBackendError("busy"), ValueError("odd")],
+        ids=["backend", "transient", "other"],
+    )
+    async def test_each_create_then_runs_alone(
+        self, service_factory: ServiceFactory, error: Exception
+    ) -> None:
+        service, storage = await bulk_service(service_factory)
+        storage.fail("create_many", error=error)
+        status, body = await service.batch([create(f"m{i}") for i in range(5)])
+        assert status == 200
+        assert storage.calls["create_many"] == 1 and storage.calls["create"] == 5
+        # The failed bulk call is not counted: each create's attempts are its own calls.
+        assert [op["attempts"] for op in ops_of(body)] == [1] * 5
+        assert sorted(m["content"] for m in await stored(service)) == [f"m{i}" for i in range(5)]
+
+    async def test_a_create_that_fails_alone_stops_the_batch_there(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service, storage = await bulk_service(service_factory)
+        storage.fail("create_many", error=BackendError("disk on fire"))
+        storage.fail("create", error=BackendError("still on fire"))
+        status, body = await service.batch([create(f"m{i}") for i in range(4)])
+        assert status == 207
+        assert statuses(body) == ["failed", "skipped", "skipped", "skipped"]
+        assert ops_of(body)[0]["error"]["code"] == "BACKEND_UNAVAILABLE"
+        assert await stored(service) == []
+
+    async def test_retries_after_a_failed_bulk_are_the_creates_own(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service, storage = await bulk_service(service_factory)
+        storage.fail("create_many")
+        storage.fail("create", times=2)  # transient: the first create needs three tries
+        status, body = await service.batch([create(f"m{i}") for i in range(3)], {"max_retries": 2})
+        assert status == 200
+        assert [op["attempts"] for op in ops_of(body)] == [3, 1, 1]
+
+
+class TestDeadlines:
+    async def test_the_batch_deadline_during_a_bulk_call_times_out_its_creates(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service, storage = await bulk_service(service_factory)
+        storage.delay("create_many", 1.0)
+        status, body = await service.batch(
+            [create(f"m{i}") for i in range(3)] + [read(MISSING)],
+            {"timeout": 200, "parallel": False},
+        )
+        assert status == 207
+        ops = ops_of(body)
+        for op in ops[:3]:
+            assert op["status"] == "failed" and op["attempts"] == 1
+            assert op["error"]["code"] == "TIMEOUT"
+            assert "while the operation ran" in op["error"]["message"]
+        assert ops[3]["status"] == "skipped"
+        assert ops[3]["error"]["code"] == "TIMEOUT"
+        assert await stored(service) == []
+
+    async def test_an_operation_time_out_of_a_bulk_call_runs_them_alone(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service, storage = await bulk_service(service_factory, limits={"operation_timeout_ms": 100})
+        storage.delay("create_many", 1.0, times=1)
+        status, body = await service.batch([create(f"m{i}") for i in range(3)])
+        assert status == 200
+        assert storage.calls["create"] == 3
+        assert [op["attempts"] for op in ops_of(body)] == [1, 1, 1]
+        assert len(await stored(service)) == 3
+
+
+class TestParallel:
+    async def test_workers_wait_for_the_bulk_that_took_their_creates(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        """With continue_on_error the other workers pick up later creates at once; they wait
+        for the bulk call, and what depends on those creates runs only after it."""
+        service, storage = await bulk_service(service_factory)
+        storage.delay("create_many", 0.05)
+        operations = [create(f"m{i}") for i in range(30)] + [read(f"${i}") for i in range(30)]
+        status, body = await service.batch(
+            operations, {"parallel": True, "continue_on_error": True}
+        )
+        assert status == 200
+        assert storage.calls["create_many"] == 1 and storage.calls["create"] == 0
+        ops = ops_of(body)
+        assert [op["result"]["content"] for op in ops[30:]] == [f"m{i}" for i in range(30)]
