@@ -102,6 +102,29 @@ class TestFile:
             assert [m.id for m in (await store.list(TENANT)).items] == [changed.id, kept.id]
             assert await store.search(TENANT, SearchQuery("walrus second")) == before
 
+    async def test_metadata_and_tags_come_back_exactly(self, db: Path) -> None:
+        """Whatever JSON a memory holds is stored as text that reads back equal, also what
+        orjson cannot write (an integer beyond 64 bits, stored through the stdlib)."""
+        odd = {
+            "ünï": "cödé ✓ \u2028",
+            "floats": [1e16, -0.0, 0.1, 1.7976931348623157e308, 5e-324],
+            "ints": [0, -(2**63), 2**64 - 1],
+            "nested": {"z": None, "a": [True, False, {}], "": []},
+        }
+        huge = {"big": 2**70, "neg": -(2**80)}
+        memories = [
+            make_memory("odd", metadata=odd, tags=("ü", "a b", "x" * 64)),
+            make_memory("huge", metadata=huge),
+        ]
+        async with open_store(db) as store:
+            for memory in memories:
+                await store.create(TENANT, memory)
+        async with open_store(db) as store:
+            for memory in memories:
+                got = await store.get(TENANT, memory.id)
+                assert got == memory
+                assert got is not None and list(got.metadata) == list(memory.metadata)
+
     async def test_a_new_file_gets_the_current_schema_in_wal_mode(
         self, store: SQLiteStore, db: Path
     ) -> None:
