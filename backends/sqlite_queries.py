@@ -82,12 +82,18 @@ async def _count_in(conn: aiosqlite.Connection, tenant: str, docs: int, tokens: 
     return int(rows[0][0])
 
 
-_INSERT = f"INSERT INTO memories (tenant, {COLUMNS}, length, vector) VALUES ({', '.join('?' * 12)})"
+_INSERT = (
+    f"INSERT INTO memories (rowid, tenant, {COLUMNS}, length, vector) "
+    f"VALUES ({', '.join('?' * 13)})"
+)
 
 
-def _row(tenant: str, memory: Memory, length: int, vector: bytes | None) -> tuple[Any, ...]:
+def _row(
+    rowid: int, tenant: str, memory: Memory, length: int, vector: bytes | None
+) -> tuple[Any, ...]:
     """The parameters of `_INSERT`."""
     return (
+        rowid,
         tenant,
         memory.id,
         memory.content,
@@ -141,18 +147,24 @@ async def insert_many(
         # A number the file does not confirm would index words under another tenant's.
         if cursor.rowcount != len(known):
             raise sqlite3.IntegrityError("a remembered tenant number is not in the file")
+    # The rowids SQLite itself would choose (no AUTOINCREMENT: one past the largest), chosen
+    # here so that the FTS rows can name them: looking each up again by (tenant, id) cost
+    # more than the rest of the insert. The caller's transaction holds the only writer.
+    [(largest,)] = await conn.execute_fetchall("SELECT coalesce(max(rowid), 0) FROM memories")
+    first = int(largest) + 1
     await conn.executemany(
         _INSERT,
-        [_row(tenant, memory, len(found), vector) for tenant, memory, vector, found in rows],
+        [
+            _row(first + k, tenant, memory, len(found), vector)
+            for k, (tenant, memory, vector, found) in enumerate(rows)
+        ],
     )
     number = {t: learned[t] if t in learned else numbers[t] for t in totals}
-    # The rowid is the one the INSERT just chose; the UNIQUE (tenant, id) index finds it.
     await conn.executemany(
-        "INSERT INTO memories_fts (rowid, words) "
-        "SELECT rowid, ? FROM memories WHERE tenant = ? AND id = ?",
+        "INSERT INTO memories_fts (rowid, words) VALUES (?, ?)",
         [
-            (indexed_text(number[tenant], found), tenant, memory.id)
-            for tenant, memory, _, found in rows
+            (first + k, indexed_text(number[tenant], found))
+            for k, (tenant, _, _, found) in enumerate(rows)
         ],
     )
     return learned
