@@ -43,6 +43,7 @@ from attrs import define, field
 
 from batchsvc.errors import BackendError
 from batchsvc.storage import Vector
+from batchsvc.vectors import Row
 
 from . import sqlite_queries as q
 from .sqlite_indexes import Change, Created, IndexCache, check, vectors_of
@@ -53,7 +54,7 @@ T = TypeVar("T")
 #: The most writes one transaction takes: bounds the wait of the last one, and a redo's cost.
 GROUP_CAP = 64
 #: Each tenant's vector changes made so far by the writes of the transaction under way.
-Staged = dict[str, dict[str, Vector | None]]
+Staged = dict[str, dict[str, Vector | Row | None]]
 
 
 @define(eq=False)  # identity: a queue removes its own entry, not an equal one

@@ -33,7 +33,7 @@ from batchsvc.lexical import LexicalIndex
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores, ranked, select_fetching
 from batchsvc.storage import NewMemory, Vector
-from batchsvc.vectors import Scores, VectorIndex, refuse_other_sizes
+from batchsvc.vectors import Row, Scores, VectorIndex, refuse_other_sizes
 
 from .sqlite_queries import COLUMNS, NewRow, kind_filters, to_memory, words
 from .sqlite_search import lexical_scores
@@ -44,7 +44,7 @@ class Change(NamedTuple):
 
     memory_id: str
     #: The memory's vector now; None: it has none (or is gone).
-    vector: Vector | None
+    vector: Vector | Row | None
     #: The memory's words when the write gave it new text, as `sqlite_queries.words` gives
     #: them; None: its words did not change (or it is gone).
     words: tuple[str, ...] | None
@@ -66,20 +66,33 @@ class Created(NamedTuple):
 
 
 def created(tenant: str, items: Iterable[NewMemory]) -> Created:
+    items = list(items)
     rows: list[NewRow] = []
     changes: list[Change] = []
-    for memory, vector in items:
+    vectors = iter(_float32([v for _, v in items if v is not None]))
+    for memory, given in items:
         tokens = tuple(words(memory))
+        # Converted once: the row's bytes and the in-memory index both read the float32 copy.
+        vector = None if given is None else next(vectors)
         rows.append((tenant, memory, encode(vector), tokens))
         changes.append(Change(memory.id, vector, tokens))
     return Created(rows, changes)
+
+
+def _float32(vectors: list[Vector]) -> list[Row]:
+    if not vectors:
+        return []
+    try:
+        return list(np.asarray(vectors, dtype=_FLOAT32).reshape(len(vectors), -1))
+    except ValueError:  # of several lengths: each alone, for `check` to refuse by name
+        return [np.asarray(vector, dtype=_FLOAT32) for vector in vectors]
 
 
 def deleted(memory_id: str) -> Change:
     return Change(memory_id, None, None, gone=True)
 
 
-def vectors_of(changes: Iterable[Change]) -> dict[str, Vector | None]:
+def vectors_of(changes: Iterable[Change]) -> dict[str, Vector | Row | None]:
     """Each changed memory's vector now, the last change winning."""
     return {change.memory_id: change.vector for change in changes}
 
@@ -87,7 +100,7 @@ def vectors_of(changes: Iterable[Change]) -> dict[str, Vector | None]:
 _FLOAT32 = np.dtype("<f4")
 
 
-def encode(vector: Vector | None) -> bytes | None:
+def encode(vector: Vector | Row | None) -> bytes | None:
     """The column's value: little-endian float32 bytes, or NULL."""
     return None if vector is None else np.asarray(vector, dtype=_FLOAT32).tobytes()
 
@@ -155,7 +168,7 @@ class Indexes:
 
 
 def check(
-    index: VectorIndex, staged: Mapping[str, Vector | None], vectors: Iterable[Vector]
+    index: VectorIndex, staged: Mapping[str, Vector | Row | None], vectors: Iterable[Vector | Row]
 ) -> None:
     """Refuse, before anything is written, vectors the index could not take."""
     expected = index.dimensions
@@ -193,7 +206,7 @@ class IndexCache:
 class StagedVectors:
     """A transaction's view: the committed index with its own staged changes on top."""
 
-    def __init__(self, base: VectorIndex, staged: Mapping[str, Vector | None]) -> None:
+    def __init__(self, base: VectorIndex, staged: Mapping[str, Vector | Row | None]) -> None:
         self._base = base
         self._staged = dict(staged)
         self._rows: dict[str, int] = {}

@@ -18,9 +18,11 @@ from batchsvc.storage import Vector
 SEMANTIC_WEIGHT = 0.5
 
 Scores = npt.NDArray[np.float64]
+#: A vector already converted to float32 (a backend may convert once, for several uses).
+Row = npt.NDArray[np.float32]
 
 
-def refuse_other_sizes(expected: int | None, vectors: Iterable[Vector]) -> None:
+def refuse_other_sizes(expected: int | None, vectors: Iterable[Vector | Row]) -> None:
     """Raise ValueError, before anything is written, unless every vector has `expected`
     dimensions (None: the first vector's). One index holds vectors of one length only."""
     for vector in vectors:
@@ -59,7 +61,7 @@ class VectorIndex:
     def dimensions(self) -> int | None:
         return self._matrix.shape[1] if self._rows else None
 
-    def add(self, doc_id: str, vector: Vector) -> None:
+    def add(self, doc_id: str, vector: Vector | Row) -> None:
         """Set the document's vector; every vector of one index has one length."""
         if self._rows and len(vector) != self._matrix.shape[1]:
             raise ValueError(
