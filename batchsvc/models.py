@@ -36,8 +36,12 @@ def new_memory_id() -> str:
     secrets: a foreign tenant's id answers NOT_FOUND like a missing one.
     """
     global _last_id
-    stamp = (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
-    _last_id = max(stamp, _last_id + 1)
+    millisecond = time.time_ns() // 1_000_000
+    if millisecond > _last_id >> 20:
+        # A new millisecond: a random start (drawn here only, urandom costs microseconds).
+        _last_id = max(millisecond << 20 | secrets.randbits(20), _last_id + 1)
+    else:
+        _last_id += 1
     return f"mem_{_last_id:016x}"
 
 
