@@ -35,10 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(config: Config, host: str | None, port: int | None) -> None:
-    from batchsvc.http.app import create_app  # the HTTP stack is not needed for `keys`
+    # The HTTP stack is not needed for `keys`.
+    from batchsvc.http.app import create_app, freeze_startup_heap
 
     configure_logging(config.logging.level, config.logging.json)
     app = create_app(config)
+    freeze_startup_heap(app)  # appended last: runs once the store and embedder have started
     web.run_app(
         app,
         host=host or config.server.host,

@@ -133,7 +133,7 @@ def _floor_app(loads: Callable[[bytes], Any], dumps: Callable[[Any], bytes]) -> 
 def _service_app(keys_file: str) -> web.Application:
     """The real service, configured and logging exactly as `batchsvc serve` does."""
     from batchsvc.config import parse_config
-    from batchsvc.http.app import create_app
+    from batchsvc.http.app import create_app, freeze_startup_heap
     from batchsvc.logs import configure_logging
 
     raw = {
@@ -146,7 +146,9 @@ def _service_app(keys_file: str) -> web.Application:
     }
     config = parse_config(raw, "bench", env={})
     configure_logging(config.logging.level, config.logging.json)
-    return create_app(config)
+    app = create_app(config)
+    freeze_startup_heap(app)  # as `batchsvc serve` does
+    return app
 
 
 def _json_dumps(value: Any) -> bytes:

@@ -111,7 +111,7 @@ def chunks(rows: list[Any], size: int = BATCH_SIZE) -> list[list[Any]]:
 
 def _app(db_path: str, keys_file: str) -> Any:
     from batchsvc.config import parse_config
-    from batchsvc.http.app import create_app
+    from batchsvc.http.app import create_app, freeze_startup_heap
     from batchsvc.logs import configure_logging
 
     raw = {
@@ -122,7 +122,9 @@ def _app(db_path: str, keys_file: str) -> Any:
     }
     config = parse_config(raw, "bench", env={})
     configure_logging(config.logging.level, config.logging.json)
-    return create_app(config)
+    app = create_app(config)
+    freeze_startup_heap(app)  # as `batchsvc serve` does
+    return app
 
 
 async def _serve(db_path: str, keys_file: str, conn: Any) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from support import Service
+import gc
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+from support import Service, make_config
+
+from batchsvc.http.app import create_app, freeze_startup_heap
 
 
 class TestSpecExample:
@@ -59,3 +65,19 @@ class TestSpecExample:
             "deletes": 0,
             "searches": 1,
         }
+
+
+class TestStartupHeap:
+    """`freeze_startup_heap`, which `batchsvc serve` applies: the heap alive once the store
+    and embedder have started is hidden from the collector while serving, and given back."""
+
+    async def test_frozen_while_serving_and_released_at_shutdown(self, keys_file: Path) -> None:
+        gc.unfreeze()
+        app = create_app(make_config(keys_file))
+        freeze_startup_heap(app)
+        assert gc.get_freeze_count() == 0
+        async with TestClient(TestServer(app)) as client:
+            assert gc.get_freeze_count() > 1000
+            response = await client.get("/healthz")
+            assert response.status == 200
+        assert gc.get_freeze_count() == 0
