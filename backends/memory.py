@@ -19,7 +19,7 @@ from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import ranked, select
-from batchsvc.storage import MemoryOps, NewMemory, Page, Vector
+from batchsvc.storage import MemoryOps, Page, ToCreate, Vector
 from batchsvc.vectors import VectorIndex, refuse_other_sizes
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
@@ -91,7 +91,7 @@ class _Ops:
         self._remember(data, memory.id)
         data.put(memory, vector)
 
-    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+    async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         data = self._data(tenant)
         # All or none: the one way `put` can fail, a vector of another size, is ruled out first.
         refuse_other_sizes(data.vectors.dimensions, (v for _, v in items if v is not None))
@@ -179,7 +179,7 @@ class _LockedOps(_Ops):
         async with self._store._tenant(tenant).lock:
             await super().create(tenant, memory, vector)
 
-    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+    async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         async with self._store._tenant(tenant).lock:
             await super().create_many(tenant, items)
 

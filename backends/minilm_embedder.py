@@ -128,6 +128,8 @@ class MiniLMEmbedder(ThreadedEmbedder[_Model]):
     ) -> None:
         super().__init__()
         self.dimensions = DIMENSIONS
+        #: Names its vectors (`batchsvc.vector_stamp`); `max_tokens` only cuts long texts.
+        self.model = "minilm all-MiniLM-L6-v2 int8"
         self.threads = threads
         self.max_tokens = max_tokens
 

@@ -34,9 +34,10 @@ import aiosqlite
 
 from batchsvc.errors import BackendError
 from batchsvc.ranking import LexicalScores, VectorScores
-from batchsvc.storage import MemoryOps, Vector
+from batchsvc.storage import EmbedTexts, MemoryOps, Vector
 from batchsvc.vectors import VectorIndex
 
+from . import sqlite_settings as settings
 from .sqlite_group import GroupCommit
 from .sqlite_indexes import Change, Created, IndexCache, Indexes
 from .sqlite_ops import Ops, TransactionOps
@@ -188,6 +189,36 @@ class SQLiteStore(Ops):
         if self._group is None:
             raise BackendError("the sqlite store is not open")
         return await self._group.write(tenant, work, vectors, new)
+
+    # DurableVectors: the stamp of the vectors' model, and re-embedding them all. -------------
+
+    async def vectors_stamp(self) -> str | None:
+        async with self._reading("") as conn:
+            return await settings.stamp(conn)
+
+    async def vector_sizes(self) -> set[int]:
+        async with self._reading("") as conn:
+            return await settings.vector_sizes(conn)
+
+    async def set_vectors_stamp(self, stamp: str) -> None:
+        conn = self._conn(reader=False)
+        async with self._write_lock:
+            with translated_errors():
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await settings.set_stamp(conn, stamp)
+                except BaseException:
+                    await undo(conn)
+                    raise
+                await commit(conn)
+
+    async def reembed(self, embed: EmbedTexts, stamp: str) -> int:
+        conn = self._conn(reader=False)
+        async with self._write_lock:
+            try:
+                return await settings.reembed(conn, embed, stamp)
+            finally:
+                self._cache.clear()  # the indexes hold the old vectors: read them again
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:

@@ -32,7 +32,7 @@ from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores, ranked, select_fetching
-from batchsvc.storage import NewMemory, Vector
+from batchsvc.storage import ToCreate, Vector
 from batchsvc.vectors import Row, Scores, VectorIndex, refuse_other_sizes
 
 from .sqlite_queries import COLUMNS, NewRow, kind_filters, to_memory, words
@@ -65,7 +65,7 @@ class Created(NamedTuple):
     changes: list[Change]
 
 
-def created(tenant: str, items: Iterable[NewMemory]) -> Created:
+def created(tenant: str, items: Iterable[ToCreate]) -> Created:
     items = list(items)
     rows: list[NewRow] = []
     changes: list[Change] = []

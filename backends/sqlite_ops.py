@@ -13,7 +13,7 @@ import aiosqlite
 from batchsvc.errors import BackendError
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores
-from batchsvc.storage import NewMemory, Page, Vector
+from batchsvc.storage import Page, ToCreate, Vector
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
@@ -68,7 +68,7 @@ class Ops:
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         await self.create_many(tenant, [(memory, vector)])
 
-    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+    async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         new = created(tenant, items)
         if not new.rows:
             return

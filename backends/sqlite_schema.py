@@ -20,6 +20,10 @@ the FTS table keeps its own copy of the indexed words and rows are deleted by ro
 Version 2 adds `memories.vector`: the memory's embedding as little-endian float32 bytes, or
 NULL when it has none (stored while no embedder ran, or its text changed without a new one).
 Memories of a version-1 file have none until their text is next written with an embedder.
+
+Version 3 adds `settings`, a key-value table. Its one key so far, `embedder`, names the model
+whose vectors the file holds (`batchsvc.storage.DurableVectors`): vectors of two models do not
+compare, so the service refuses to start with another until `batchsvc reembed` has run.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import aiosqlite
 
 from batchsvc.errors import BackendError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = (
     """
@@ -76,10 +80,15 @@ async def _add_vectors_v2(conn: aiosqlite.Connection) -> None:
     await conn.execute("ALTER TABLE memories ADD COLUMN vector BLOB")
 
 
+async def _add_settings_v3(conn: aiosqlite.Connection) -> None:
+    await conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 #: The step that takes a file from version `n - 1` to `n`, keyed by `n`.
 MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
     1: _create_v1,
     2: _add_vectors_v2,
+    3: _add_settings_v3,
 }
 
 

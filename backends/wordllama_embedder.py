@@ -53,6 +53,8 @@ class WordLlamaEmbedder(ThreadedEmbedder[Any]):
     def __init__(self, dimensions: int = SHIPPED_DIMENSIONS) -> None:
         super().__init__()
         self.dimensions = dimensions
+        #: Names its vectors (`batchsvc.vector_stamp`): a truncated model is another space.
+        self.model = f"wordllama {MODEL} {dimensions}"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:

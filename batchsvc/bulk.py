@@ -25,7 +25,7 @@ from typing import Any
 from batchsvc.models import utc_now
 from batchsvc.operations import CreateOp
 from batchsvc.run_state import BatchRun
-from batchsvc.storage import NewMemory
+from batchsvc.storage import ToCreate
 
 #: The most creates one call takes: a call that fails is redone one by one, so this bounds
 #: the redo; it is also the batch size API.md allows by default.
@@ -52,11 +52,11 @@ def _takes(run: BatchRun, index: int) -> bool:
     return isinstance(run.operations[index], CreateOp) and index not in run.vectors.failed
 
 
-def new_memories(run: BatchRun, indices: list[int]) -> list[NewMemory]:
+def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
     """The memories the creates at `indices` store, with their vectors; their ids were drawn
     when the batch began, so a redo one by one stores the same ids."""
     now = utc_now()
-    items: list[NewMemory] = []
+    items: list[ToCreate] = []
     for index in indices:
         op = run.operations[index]
         assert isinstance(op, CreateOp)
@@ -64,7 +64,7 @@ def new_memories(run: BatchRun, indices: list[int]) -> list[NewMemory]:
     return items
 
 
-def settle(run: BatchRun, indices: list[int], items: list[NewMemory]) -> None:
+def settle(run: BatchRun, indices: list[int], items: list[ToCreate]) -> None:
     """Report the creates stored, as each would report itself."""
     for index, (memory, _) in zip(indices, items, strict=True):
         run.created[index] = memory.id

@@ -1,8 +1,9 @@
-"""The command line: `batchsvc serve` and `batchsvc keys create|list|revoke`."""
+"""The command line: `batchsvc serve`, `batchsvc keys create|list|revoke` and `batchsvc reembed`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from batchsvc.config import Config, ConfigError, load_config
 from batchsvc.keys import KeyFileError, KeyStore
 from batchsvc.logs import configure_logging
+from batchsvc.vector_stamp import VectorsMismatch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML file (default: $BATCHSVC_CONFIG, else defaults)")
     serve.add_argument("--host", help="address to listen on (overrides the config)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides the config)")
+
+    reembed = commands.add_parser(
+        "reembed",
+        help="embed every stored memory again with the configured embedder (service stopped)",
+    )
+    reembed.add_argument("--config", help="TOML file (default: $BATCHSVC_CONFIG, else defaults)")
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -48,6 +56,47 @@ def _serve(config: Config, host: str | None, port: int | None) -> None:
         print=lambda message: print(message, file=sys.stderr),
         access_log=None,
     )
+
+
+def _reembed(config: Config) -> int:
+    """Give every memory the configured embedder's vector, and record that embedder."""
+    from batchsvc.batch_vectors import EmbeddingFailed, embed_texts
+    from batchsvc.errors import BackendError
+    from batchsvc.plugins import load_backend, load_embedder
+    from batchsvc.storage import DurableVectors, Vector
+    from batchsvc.vector_stamp import stamp_of
+
+    configure_logging(config.logging.level, config.logging.json)
+    embedder = load_embedder(config.embedder.name, config.embedder.options)
+    if embedder is None:
+        print("batchsvc: reembed needs an embedder; the config's is 'none'", file=sys.stderr)
+        return 2
+    backend = load_backend(config.storage.backend, config.storage.options)
+    if not isinstance(backend, DurableVectors):
+        print(
+            f"batchsvc: the {config.storage.backend!r} backend keeps no vectors across "
+            "restarts: nothing to re-embed",
+            file=sys.stderr,
+        )
+        return 0
+
+    async def run() -> int:
+        assert embedder is not None and isinstance(backend, DurableVectors)
+        async with backend, embedder:
+
+            async def embed(texts: list[str]) -> list[Vector]:
+                return await embed_texts(embedder, texts)
+
+            return await backend.reembed(embed, stamp_of(embedder))
+
+    try:
+        count = asyncio.run(run())
+    except (EmbeddingFailed, BackendError) as error:
+        # Whole chunks only were written, and the old stamp stays: running it again finishes.
+        print(f"batchsvc: reembed stopped: {error}; run it again to finish", file=sys.stderr)
+        return 1
+    print(f"re-embedded {count} memories with {stamp_of(embedder)}", file=sys.stderr)
+    return 0
 
 
 def _keys(args: argparse.Namespace, config: Config) -> int:
@@ -89,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             _serve(config, args.host, args.port)
             return 0
+        if args.command == "reembed":
+            return _reembed(config)
         return _keys(args, config)
     except ConfigError as error:
         print(f"batchsvc: bad configuration: {error}", file=sys.stderr)
+        return 2
+    except VectorsMismatch as error:
+        print(f"batchsvc: cannot start: {error}", file=sys.stderr)
         return 2
 
 

@@ -15,7 +15,7 @@ from typing import Any, Self, TypeVar
 
 from batchsvc.metrics import Metrics, StorageOutcome
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, NewMemory, Page, Storage, Vector
+from batchsvc.storage import CreatesMany, MemoryOps, Page, Storage, ToCreate, Vector
 
 T = TypeVar("T")
 
@@ -32,8 +32,8 @@ class _MeteredOps:
 
     def _create_many(
         self, inner: CreatesMany
-    ) -> Callable[[str, Sequence[NewMemory]], Awaitable[None]]:
-        async def create_many(tenant: str, items: Sequence[NewMemory]) -> None:
+    ) -> Callable[[str, Sequence[ToCreate]], Awaitable[None]]:
+        async def create_many(tenant: str, items: Sequence[ToCreate]) -> None:
             await self._timed("create_many", inner.create_many(tenant, items))
 
         return create_many

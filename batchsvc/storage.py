@@ -18,7 +18,7 @@ A third party writes a backend from this module alone, then proves it with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -106,7 +106,7 @@ class MemoryOps(Protocol):
 
 
 #: A new memory and its vector, as `MemoryOps.create` takes them.
-NewMemory = tuple[Memory, Vector | None]
+ToCreate = tuple[Memory, Vector | None]
 
 
 @runtime_checkable
@@ -115,10 +115,36 @@ class CreatesMany(Protocol):
     call more cheaply than one by one. The executor gives it each run of consecutive creates
     of a batch; without it, or when it raises, the creates are made one at a time."""
 
-    async def create_many(self, tenant: str, items: Sequence[NewMemory]) -> None:
+    async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         """Store every item as `create` would, all or none: when it raises (any exception,
         or CancelledError) nothing of it was stored; when it returns, all of it was (and on a
         durable backend, durably). Other callers see none of the items before all of them."""
+
+
+#: Embeds texts for `DurableVectors.reembed`: one unit vector per text, in order.
+EmbedTexts = Callable[[list[str]], Awaitable[list[Vector]]]
+
+
+@runtime_checkable
+class DurableVectors(Protocol):
+    """Optional, for a backend whose vectors outlive the process. Vectors of two models do not
+    compare, so such a backend remembers which model made them (a stamp the service sets), and
+    the service refuses to start with another embedder until `reembed` has run."""
+
+    async def vectors_stamp(self) -> str | None:
+        """The stamp last set; None if none ever was (a new store, or one from before stamps)."""
+
+    async def set_vectors_stamp(self, stamp: str) -> None:
+        """Remember `stamp` as the maker of the vectors stored (and to be stored)."""
+
+    async def vector_sizes(self) -> set[int]:
+        """The distinct lengths of the vectors stored, over every tenant; empty if none."""
+
+    async def reembed(self, embed: EmbedTexts, stamp: str) -> int:
+        """Give every memory of every tenant the vector `embed` makes of its text
+        (`batchsvc.embedding.embedding_text`), set `stamp`, and return how many memories it
+        embedded. Run while the service is stopped. If it stops part way, the stamp is still
+        the old one, and running it again finishes the work."""
 
 
 @runtime_checkable
@@ -157,10 +183,12 @@ class Storage(MemoryOps, Protocol):
 __all__ = [
     "BackendError",
     "CreatesMany",
+    "DurableVectors",
+    "EmbedTexts",
     "MemoryOps",
-    "NewMemory",
     "Page",
     "Storage",
+    "ToCreate",
     "TransientBackendError",
     "Vector",
 ]

@@ -19,7 +19,7 @@ from batchsvc_backends.memory import MemoryStore
 
 from batchsvc.errors import TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, NewMemory, Page, Vector
+from batchsvc.storage import CreatesMany, MemoryOps, Page, ToCreate, Vector
 
 Seconds = float | Callable[[], float]
 
@@ -75,8 +75,8 @@ class _FaultyOps:
 
     def _create_many(
         self, inner: CreatesMany
-    ) -> Callable[[str, Sequence[NewMemory]], Awaitable[None]]:
-        async def create_many(tenant: str, items: Sequence[NewMemory]) -> None:
+    ) -> Callable[[str, Sequence[ToCreate]], Awaitable[None]]:
+        async def create_many(tenant: str, items: Sequence[ToCreate]) -> None:
             await self.faults.before("create_many")
             await inner.create_many(tenant, items)
 

@@ -245,3 +245,52 @@ class TestDefaultStorage:
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert json.load(response)["data"]["content"] == "kept across restarts"
+
+
+class TestReembed:
+    """Another embedder on a file with vectors: `serve` refuses, naming `batchsvc reembed`;
+    after it, `serve` starts and ranks by the new vectors."""
+
+    def test_serve_refuses_until_reembed_has_run(self, tmp_path: Path, config_file: Path) -> None:
+        key = run_cli(
+            "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
+        ).stdout.strip()
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        contents = ["the walrus sleeps on the ice floe", "sourdough bread with rye flour"]
+        batch = {"operations": [{"type": "create", "data": {"content": c}} for c in contents]}
+        with serving(tmp_path, config_file) as (base, _):  # wordllama, 256 dimensions
+            request = urllib.request.Request(
+                f"{base}/api/v1/batch", data=json.dumps(batch).encode(), headers=headers
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                ids = [op["result"]["id"] for op in json.load(response)["data"]["operations"]]
+
+        narrow = tmp_path / "narrow.toml"
+        narrow.write_text(
+            config_file.read_text() + '[embedder]\nname = "wordllama"\n'
+            "[embedder.options]\ndimensions = 64\n",
+            encoding="utf-8",
+        )
+        refused = run_cli("serve", "--config", str(narrow), "--port", "0", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "cannot start" in refused.stderr and "batchsvc reembed" in refused.stderr
+
+        done = run_cli("reembed", "--config", str(narrow), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "re-embedded 2 memories with wordllama l2_supercat 64" in done.stderr
+
+        search = {"query": "a loaf of rye bread", "options": {"mode": "semantic", "limit": 1}}
+        with serving(tmp_path, narrow) as (base, _):
+            request = urllib.request.Request(
+                f"{base}/api/v1/memories/search", data=json.dumps(search).encode(), headers=headers
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                hits = json.load(response)["data"]["results"]
+        assert [hit["id"] for hit in hits] == [ids[1]]
+
+    def test_reembed_without_an_embedder_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "none.toml"
+        path.write_text('[embedder]\nname = "none"\n', encoding="utf-8")
+        result = run_cli("reembed", "--config", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "needs an embedder" in result.stderr

@@ -88,8 +88,10 @@ class TestDurability:
         old = make_memory("walrus from the old release")
         async with open_store(db) as store:
             await store.create(TENANT, old)
-        # Take the file back to version 1 exactly: the column dropped, the version lowered.
+        # Take the file back to version 1 exactly: the column and the settings (version 3)
+        # dropped, the version lowered.
         with sqlite3.connect(db) as conn:
+            conn.execute("DROP TABLE settings")
             conn.execute("ALTER TABLE memories DROP COLUMN vector")
             conn.execute("PRAGMA user_version = 1")
         with sqlite3.connect(":memory:") as fresh, sqlite3.connect(db) as conn:

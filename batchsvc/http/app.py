@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -32,6 +33,7 @@ from batchsvc.metrics import Metrics
 from batchsvc.plugins import load_backend, load_embedder
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
 from batchsvc.storage import Storage
+from batchsvc.vector_stamp import check_vectors
 
 OPENAPI = web.AppKey("openapi", bytes)
 EMBEDDER = web.AppKey("embedder", Embedder)
@@ -80,6 +82,7 @@ def create_app(
     if embedder is not None:
         app[EMBEDDER] = embedder
         app.cleanup_ctx.append(_embedder_lifecycle)
+        app.cleanup_ctx.append(functools.partial(_vectors_match_embedder, backend.inner, embedder))
     return app
 
 
@@ -92,6 +95,14 @@ async def _embedder_lifecycle(app: web.Application) -> AsyncIterator[None]:
     # Loading a model takes CPU time; the embedder does it off the event loop.
     async with app[EMBEDDER]:
         yield
+
+
+async def _vectors_match_embedder(
+    storage: Storage, embedder: Embedder, app: web.Application
+) -> AsyncIterator[None]:
+    # Once both have started: refuses to serve (VectorsMismatch) with another model's vectors.
+    await check_vectors(storage, embedder)
+    yield
 
 
 def freeze_startup_heap(app: web.Application) -> None:

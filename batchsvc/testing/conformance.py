@@ -40,6 +40,7 @@ from batchsvc.testing._base import (
     put,
 )
 from batchsvc.testing.conformance_bulk import BulkConformance
+from batchsvc.testing.conformance_durable import DurableVectorsConformance
 from batchsvc.testing.conformance_search import FilterConformance, SearchConformance
 from batchsvc.testing.conformance_vectors import VectorConformance
 
@@ -353,5 +354,6 @@ class StorageConformance(
     FilterConformance,
     VectorConformance,
     BulkConformance,
+    DurableVectorsConformance,
 ):
     """Every conformance test; subclass it and provide the `storage` fixture."""

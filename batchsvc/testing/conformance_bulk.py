@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from batchsvc.models import Memory, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, NewMemory, Storage, Vector
+from batchsvc.storage import CreatesMany, MemoryOps, Storage, ToCreate, Vector
 from batchsvc.testing._base import OTHER, TENANT, ConformanceBase, lexical, listed_ids, make_memory
 
 X: Vector = (1.0, 0.0, 0.0, 0.0)
@@ -24,7 +24,7 @@ def bulk_of(ops: MemoryOps) -> CreatesMany:
     return ops
 
 
-def items(*contents: str, vector: Vector | None = None) -> list[NewMemory]:
+def items(*contents: str, vector: Vector | None = None) -> list[ToCreate]:
     return [(make_memory(content), vector) for content in contents]
 
 
