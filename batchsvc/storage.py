@@ -14,6 +14,11 @@ A third party writes a backend from this module alone, then proves it with
   nothing, or finishes its change and returns normally. The executor reports what it sees.
 - A write that returns has taken effect, and on a durable backend is durable.
 - Lifecycle is `async with backend:`; `ping()` answers readiness.
+
+`Storage` is required. Two protocols are optional, found by `isinstance` at run time:
+`CreatesMany` (all-or-none bulk creates, which the executor then uses for runs of creates) and
+`DurableVectors` (for vectors that outlive the process: which model made them, and `reembed`).
+The conformance suite tests each where the backend has it.
 """
 
 from __future__ import annotations
