@@ -223,8 +223,9 @@ class BatchExecutor:
         claim = run.claims.get(index)
         # Taken by the bulk create of an earlier operation: done already in any order but the
         # parallel one of `continue_on_error` (where this waits). If the bulk failed, this
-        # operation runs on its own, as it would have.
-        if claim is not None and await claim:
+        # operation runs on its own, as it would have. Shielded: cancelling this waiter (the
+        # batch is being cancelled) must not cancel the future that others wait on too.
+        if claim is not None and await asyncio.shield(claim):
             if result.status == "failed":
                 note_failure(run, index)
             return
@@ -258,7 +259,8 @@ class BatchExecutor:
             settled = await self._bulk_attempt(run, indices)
             return settled
         finally:
-            claim.set_result(settled)
+            if not claim.done():  # done only if cancelled, which the shield above prevents
+                claim.set_result(settled)
 
     async def _bulk_attempt(self, run: BatchRun, indices: list[int]) -> bool:
         assert run.bulk is not None

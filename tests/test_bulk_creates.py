@@ -7,6 +7,7 @@ can fail or stall it; `FaultyStorage()` has none, so the same batch runs one cre
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -31,7 +32,10 @@ from batch_helpers import (
 from faults import FaultyStorage
 from support import Service
 
+from batchsvc.batch import decode_batch
 from batchsvc.errors import BackendError, TransientBackendError
+from batchsvc.executor import BatchExecutor
+from batchsvc.limits import Limits
 
 
 async def bulk_service(service_factory: ServiceFactory, **sections: Any) -> tuple[Service, Any]:
@@ -240,3 +244,27 @@ class TestParallel:
         assert storage.calls["create_many"] == 1 and storage.calls["create"] == 0
         ops = ops_of(body)
         assert [op["result"]["content"] for op in ops[30:]] == [f"m{i}" for i in range(30)]
+
+    @pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
+    async def test_cancelling_the_batch_during_a_bulk_call_runs_nothing_after_it(
+        self, bulk: bool
+    ) -> None:
+        """Found in review: cancelling the workers that waited on a claim cancelled the claim
+        itself; the bulk's worker then crashed on it and ran the rest of the batch."""
+        storage = FaultyStorage(bulk=bulk)
+        storage.delay("create_many" if bulk else "create", 0.2, times=1 if bulk else 3)
+        operations = [create("a0"), create("a1"), create("a2"), search("zzz")]
+        operations += [create("late0"), create("late1"), create("late2")]
+        request = decode_batch(
+            {"operations": operations, "options": {"parallel": True, "continue_on_error": True}},
+            Limits(),
+            supports_transactions=True,
+        )
+        task = asyncio.create_task(BatchExecutor(storage, Limits()).run("acme", request, "b"))
+        await asyncio.sleep(0.05)  # the first creates are stalled; other workers wait
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)  # anything still running would have finished by now
+        assert (await storage.store.list("acme")).items == []
+        assert storage.calls["search"] == 0
