@@ -10,7 +10,7 @@ from __future__ import annotations
 import aiosqlite
 
 from batchsvc.embedding import embedding_text
-from batchsvc.storage import EmbedTexts
+from batchsvc.storage import EmbedTexts, unfinished_reembed
 
 from .sqlite_indexes import encode
 from .sqlite_support import commit, translated_errors, undo
@@ -45,7 +45,8 @@ async def vector_sizes(conn: aiosqlite.Connection) -> set[int]:
 
 async def reembed(conn: aiosqlite.Connection, embed: EmbedTexts, value: str) -> int:
     """Every memory's vector made again by `embed`, REEMBED_CHUNK memories a transaction in
-    rowid order; the stamp is set by the last one. On the writer, which the caller holds."""
+    rowid order; each marks the stamp unfinished, and the last sets it. On the writer, which
+    the caller holds."""
     done, after = 0, 0
     while True:
         with translated_errors():
@@ -61,6 +62,8 @@ async def reembed(conn: aiosqlite.Connection, embed: EmbedTexts, value: str) -> 
                 if not rows:
                     await set_stamp(conn, value)
                 else:
+                    # With the first vectors changed: the file now holds two models' vectors.
+                    await set_stamp(conn, unfinished_reembed(value))
                     vectors = await embed([embedding_text(title, text) for _, title, text in rows])
                     if len(vectors) != len(rows):
                         raise ValueError("the embedder returned a vector count unlike the texts'")

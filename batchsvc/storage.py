@@ -7,6 +7,7 @@ A third party writes a backend from this module alone, then proves it with
   and to any other it does not exist.
 - Absent is `None` (or `False`), never an exception.
 - The core builds every `Memory` (id, timestamps, version): a backend stores what it is given.
+  Metadata holds JSON values only (finite numbers; no NaN or infinities), as parsed requests do.
 - A fault that is not the caller's raises `BackendError`; one that may pass if the call is
   repeated (busy, briefly unreachable) raises `TransientBackendError`. The executor retries only
   the latter, so never raise it once a change has taken effect.
@@ -148,8 +149,17 @@ class DurableVectors(Protocol):
     async def reembed(self, embed: EmbedTexts, stamp: str) -> int:
         """Give every memory of every tenant the vector `embed` makes of its text
         (`batchsvc.embedding.embedding_text`), set `stamp`, and return how many memories it
-        embedded. Run while the service is stopped. If it stops part way, the stamp is still
-        the old one, and running it again finishes the work."""
+        embedded. Run while the service is stopped. From its first change to its end the
+        stamp is `unfinished_reembed(stamp)`, which no embedder matches: stopped part way, it
+        leaves vectors of two models, and running it again finishes the work."""
+
+
+def unfinished_reembed(stamp: str) -> str:
+    """The stamp of a store whose re-embedding to `stamp` has begun and not finished."""
+    return f"{UNFINISHED_REEMBED}{stamp}"
+
+
+UNFINISHED_REEMBED = "unfinished reembed to: "
 
 
 @runtime_checkable
@@ -186,6 +196,7 @@ class Storage(MemoryOps, Protocol):
 
 
 __all__ = [
+    "UNFINISHED_REEMBED",
     "BackendError",
     "CreatesMany",
     "DurableVectors",
@@ -196,4 +207,5 @@ __all__ = [
     "ToCreate",
     "TransientBackendError",
     "Vector",
+    "unfinished_reembed",
 ]

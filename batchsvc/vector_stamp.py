@@ -10,7 +10,7 @@ what to do. `batchsvc reembed` embeds every memory again with the configured emb
 from __future__ import annotations
 
 from batchsvc.embedding import Embedder
-from batchsvc.storage import DurableVectors, Storage
+from batchsvc.storage import UNFINISHED_REEMBED, DurableVectors, Storage
 
 
 class VectorsMismatch(Exception):
@@ -28,9 +28,9 @@ def stamp_of(embedder: Embedder) -> str:
 
 
 async def check_vectors(storage: Storage, embedder: Embedder) -> None:
-    """Return if the stored vectors are the embedder's (stamping a store that has none of
-    another size and no stamp yet, as a new file or one older than stamps); raise
-    VectorsMismatch if not."""
+    """Return if the stored vectors are the embedder's, stamping the store when it has no
+    vectors, or has no stamp yet (a file older than stamps) and only vectors of the embedder's
+    size; raise VectorsMismatch if not, or if a re-embedding stopped part way."""
     if not isinstance(storage, DurableVectors):
         return
     stamp = stamp_of(embedder)
@@ -41,20 +41,26 @@ async def check_vectors(storage: Storage, embedder: Embedder) -> None:
         "run `batchsvc reembed` (with the service stopped) to embed every memory again with "
         "the configured embedder, configure the embedder that made them, or use a new file"
     )
-    if stored is not None:
+    if stored is not None and stored.startswith(UNFINISHED_REEMBED):
+        raise VectorsMismatch(
+            f"a `batchsvc reembed` to {stored.removeprefix(UNFINISHED_REEMBED)!r} stopped part "
+            "way, and the stored vectors are of two models; run `batchsvc reembed` again"
+        )
+    sizes = await storage.vector_sizes()
+    if stored is not None and sizes:
         raise VectorsMismatch(
             f"the stored vectors were made by {stored!r}, and the configured embedder is "
             f"{stamp!r}; {fix}"
         )
-    sizes = await storage.vector_sizes()
     if sizes - {embedder.dimensions}:
         raise VectorsMismatch(
             f"the store holds vectors of {', '.join(map(str, sorted(sizes)))} dimensions from "
             f"an embedder it did not record, and the configured embedder {stamp!r} makes "
             f"{embedder.dimensions}; {fix}"
         )
-    # No vectors, or all of the embedder's size in a file from before stamps, when the
-    # bundled embedders' sizes told them apart: take them as the embedder's.
+    # No vectors (whatever made the ones since deleted), or all of the embedder's size in a
+    # file from before stamps, when the bundled embedders' sizes told them apart: take them
+    # as the embedder's.
     await storage.set_vectors_stamp(stamp)
 
 

@@ -71,3 +71,21 @@ class DurableVectorsConformance(ConformanceBase):
         other = await storage.search(OTHER, SearchQuery("q", mode="semantic", vector=(0, 1, 0)))
         assert [hit.memory.id for hit in other] == [pear.id]
         assert await storage.get(TENANT, apple.id) == apple  # nothing else changed
+
+    async def test_a_reembed_that_fails_before_any_change_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        store = durable(storage)
+        memory = make_memory("kept as it was")
+        await storage.create(TENANT, memory, X)
+        await store.set_vectors_stamp("model a")
+
+        async def broken(texts: list[str]) -> list[Vector]:
+            raise RuntimeError("the embedder is broken")
+
+        with pytest.raises(Exception):  # noqa: B017 - the backend may wrap it
+            await store.reembed(broken, "model b")
+        assert await store.vectors_stamp() == "model a"
+        assert await store.vector_sizes() == {4}
+        hits = await storage.search(TENANT, SearchQuery("q", mode="semantic", vector=X))
+        assert [hit.memory.id for hit in hits] == [memory.id]
