@@ -39,6 +39,8 @@ def _dump(value: Any) -> str:
     # orjson, as the service reads bodies: compact, key order and Unicode kept, and several
     # times faster than the stdlib, which a write pays twice. Its one refusal here, an integer
     # beyond 64 bits (which no request can carry, see `limits.HUGE`), goes to the stdlib.
+    # It would write NaN and infinities as null, but metadata holds JSON values only (the
+    # storage contract): no request can carry those either.
     try:
         return orjson.dumps(value).decode()
     except TypeError:
