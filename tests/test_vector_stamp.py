@@ -172,7 +172,7 @@ class TestReembed:
         assert await nearest(store, wide, "pruning fruit trees", OTHER) == theirs[6]
         assert [m.content for m in (await store.list(TENANT)).items] == TEXTS[::-1]
 
-    async def test_a_reembed_stopped_part_way_keeps_the_old_stamp_and_can_finish(
+    async def test_a_reembed_stopped_part_way_is_marked_unfinished_and_can_finish(
         self,
         store: SQLiteStore,
         wide: WordLlamaEmbedder,
