@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from batchsvc.embedding import embedding_text
+from batchsvc.errors import TextChanged
 from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
@@ -109,12 +110,15 @@ class _Ops:
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
         data = self._data(tenant)
         current = data.memories.get(memory_id)
         if current is None:
             return None
         updated = patch.apply(current, now)
+        if vector is not None and vector_text is not None and _text(updated) != vector_text:
+            raise TextChanged(memory_id)
         self._remember(data, memory_id)
         data.put(updated, vector)
         return updated
@@ -194,9 +198,10 @@ class _LockedOps(_Ops):
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
         async with self._store._tenant(tenant).lock:
-            return await super().update(tenant, memory_id, patch, now, vector)
+            return await super().update(tenant, memory_id, patch, now, vector, vector_text)
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
         async with self._store._tenant(tenant).lock:

@@ -90,9 +90,12 @@ class Ops:
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
+        expected = None if vector is None else vector_text
+
         async def work(conn: aiosqlite.Connection) -> tuple[Memory | None, list[Change]]:
-            done = await q.update(conn, tenant, memory_id, patch, now, encode(vector))
+            done = await q.update(conn, tenant, memory_id, patch, now, encode(vector), expected)
             if done is None:
                 return None, []
             memory, text_changed = done

@@ -16,6 +16,7 @@ import aiosqlite
 import orjson
 
 from batchsvc.embedding import embedding_text
+from batchsvc.errors import TextChanged
 from batchsvc.lexical import tokenize
 from batchsvc.models import Memory, MemoryPatch
 
@@ -179,11 +180,13 @@ async def update(
     patch: MemoryPatch,
     now: str,
     vector: bytes | None = None,
+    vector_text: str | None = None,
 ) -> tuple[Memory, bool] | None:
     """Read, patch, write; the caller holds the transaction that makes it one step.
 
     Returns the new memory and whether its embedded text changed. `vector` replaces the stored
-    embedding; without one, a text change clears it (the storage contract's rule)."""
+    embedding; without one, a text change clears it (the storage contract's rule). Raises
+    TextChanged, having written nothing, if the patched text is not `vector_text` (if given)."""
     rows = list(
         await conn.execute_fetchall(
             f"SELECT rowid, length, {COLUMNS} FROM memories WHERE tenant = ? AND id = ?",
@@ -197,9 +200,10 @@ async def update(
     old = to_memory(rows[0][2:])
     memory = patch.apply(old, now)
     tokens = words(memory) if patch.changes_text else None
-    text_changed = embedding_text(old.title, old.content) != embedding_text(
-        memory.title, memory.content
-    )
+    text = embedding_text(memory.title, memory.content)
+    if vector_text is not None and text != vector_text:
+        raise TextChanged(memory_id)
+    text_changed = embedding_text(old.title, old.content) != text
     set_vector = vector is not None or text_changed
     await conn.execute(
         "UPDATE memories SET content = ?, title = ?, memory_type = ?, metadata = ?, tags = ?, "

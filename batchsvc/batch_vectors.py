@@ -91,11 +91,8 @@ async def update_vector(
 
     The memory is read, patched and embedded before the backend's update applies the patch
     under its own lock. Within a batch nothing can come between (operations on one id run in
-    order). Across concurrent batches, one that changes the title while this one changes the
-    content (or the reverse) can land between the read and the write; the memory then keeps a
-    vector of a text it never had until its text changes again. The window is one embedder
-    call (about a millisecond); closing it needs a conditional update in the storage
-    contract. The executor logs it as `stale_vector` when it sees it.
+    order); across concurrent batches a change of the title or content can, and the backend's
+    update, given the text, then refuses (`TextChanged`; see `dispatch._update`).
     """
     current = await ops.get(tenant, memory_id)
     if current is None:

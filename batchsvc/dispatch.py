@@ -8,14 +8,16 @@ import structlog
 from attrs import evolve
 
 from batchsvc.batch_vectors import EmbeddingFailed, update_vector
-from batchsvc.embedding import Embedder, embedding_text
-from batchsvc.errors import ErrorCode
-from batchsvc.models import MemoryPatch, SearchQuery, utc_now
+from batchsvc.embedding import Embedder
+from batchsvc.errors import ErrorCode, TextChanged
+from batchsvc.models import Memory, MemoryPatch, SearchQuery, utc_now
 from batchsvc.operations import CreateOp, DeleteOp, Operation, ReadOp, SearchOp, UpdateOp
 from batchsvc.run_state import BatchRun, OperationFailed, not_found
 from batchsvc.storage import Vector
 
 log = structlog.get_logger("batchsvc.executor")
+#: How many times an update is embedded and tried while other writes keep changing its text.
+TEXT_TRIES = 3
 
 
 async def call_storage(
@@ -46,17 +48,39 @@ async def call_storage(
             raise not_found(memory_id)
         return found.to_json()
     if isinstance(op, UpdateOp):
-        vector, text = await _update_vector(run, memory_id, op.patch, embedder)
-        updated = await ops.update(tenant, memory_id, op.patch, utc_now(), vector)
-        if updated is None:
-            raise not_found(memory_id)
-        if text is not None and embedding_text(updated.title, updated.content) != text:
-            log.warning("stale_vector", id=memory_id, index=index)
+        updated = await _update(run, memory_id, op.patch, embedder, index)
         return {"id": updated.id, "updated_at": updated.updated_at, "version": updated.version}
     assert isinstance(op, DeleteOp)
     if not await ops.delete(tenant, memory_id):
         raise not_found(memory_id)
     return {"id": memory_id, "deleted": True}
+
+
+async def _update(
+    run: BatchRun, memory_id: str, patch: MemoryPatch, embedder: Embedder | None, index: int
+) -> Memory:
+    """Apply an update, with the vector of the text it leaves when it changes text.
+
+    The text is read and embedded before the backend applies the patch under its own lock;
+    another batch may change the title or content in between. The backend then refuses the
+    update (TextChanged, nothing changed) and it is read, embedded and tried again. Past
+    TEXT_TRIES such races the update goes in without a vector: the memory then has none,
+    which is true, rather than one of a text it never had."""
+    for _ in range(TEXT_TRIES):
+        vector, text = await _update_vector(run, memory_id, patch, embedder)
+        try:
+            updated = await run.ops.update(run.tenant, memory_id, patch, utc_now(), vector, text)
+        except TextChanged:
+            log.info("update_text_changed", id=memory_id, index=index)
+            continue
+        if updated is None:
+            raise not_found(memory_id)
+        return updated
+    log.warning("update_without_vector", id=memory_id, index=index, tries=TEXT_TRIES)
+    updated = await run.ops.update(run.tenant, memory_id, patch, utc_now())
+    if updated is None:
+        raise not_found(memory_id)
+    return updated
 
 
 async def _update_vector(

@@ -104,3 +104,9 @@ class BackendError(Exception):
 
 class TransientBackendError(BackendError):
     """The backend is busy or briefly unavailable; the same call may succeed if retried."""
+
+
+class TextChanged(Exception):
+    """From `MemoryOps.update` given `vector_text`: the memory's text once patched is not the
+    text its vector was made from (a concurrent write changed the title or content since the
+    caller read it). Nothing changed; the caller reads, embeds and tries again."""

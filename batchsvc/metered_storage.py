@@ -63,9 +63,10 @@ class _MeteredOps:
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
         return await self._timed(
-            "update", self._inner.update(tenant, memory_id, patch, now, vector)
+            "update", self._inner.update(tenant, memory_id, patch, now, vector, vector_text)
         )
 
     async def delete(self, tenant: str, memory_id: str) -> bool:

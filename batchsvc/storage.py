@@ -31,7 +31,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
-from batchsvc.errors import BackendError, TransientBackendError
+from batchsvc.errors import BackendError, TextChanged, TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 
 Vector = tuple[float, ...]
@@ -63,6 +63,7 @@ class MemoryOps(Protocol):
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
         """Apply `patch.apply(current, now)` atomically and return the new memory, or None.
 
@@ -72,6 +73,11 @@ class MemoryOps(Protocol):
         changes re-index the memory for search; `vector`, when given, replaces its embedding.
         A content or title change without a `vector` drops the old embedding (it describes
         text the memory no longer has); other changes keep it.
+
+        `vector_text`, given with `vector`, is the text the vector was made from. If the
+        patched memory's text (`batchsvc.embedding.embedding_text` of its title and content)
+        is another, raise `TextChanged` and change nothing: the caller embeds the memory's
+        text as it now is and tries again, so no memory keeps a vector of a text it never had.
         """
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
@@ -204,6 +210,7 @@ __all__ = [
     "MemoryOps",
     "Page",
     "Storage",
+    "TextChanged",
     "ToCreate",
     "TransientBackendError",
     "Vector",

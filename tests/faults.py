@@ -97,9 +97,10 @@ class _FaultyOps:
         patch: MemoryPatch,
         now: str,
         vector: Vector | None = None,
+        vector_text: str | None = None,
     ) -> Memory | None:
         await self.faults.before("update")
-        return await self._inner.update(tenant, memory_id, patch, now, vector)
+        return await self._inner.update(tenant, memory_id, patch, now, vector, vector_text)
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
         await self.faults.before("delete")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -11,8 +12,10 @@ import pytest
 from batchsvc_backends.sqlite import SQLiteStore
 from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
 from conftest import ServiceFactory
+from faults import FaultyStorage
 from support import Service
 
+from batchsvc import dispatch
 from batchsvc.lexical import tokenize
 from batchsvc.storage import Vector
 
@@ -301,3 +304,51 @@ class TestAtomicAndWithoutEmbedder:
             "embedder_not_configured"
         )
         assert counting.calls == []
+
+
+class TestConcurrentTextChanges:
+    """An update embeds the text it reads; if another batch changes the title or content before
+    the update lands, the backend refuses it and it is embedded again (`dispatch._update`)."""
+
+    async def race(
+        self, service_factory: ServiceFactory, counting: CountingEmbedder
+    ) -> tuple[FaultyStorage, str, list[tuple[int, dict[str, Any]]]]:
+        """Batch A changes the content; its update call stalls while batch B changes the
+        title. Returns the storage, the memory's id and both responses."""
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty, embedder=counting)
+        memory_id = await service.create("old content", title="Old title")
+        faulty.delay("update", 0.2, times=1)  # A's first update call only
+        content = [{"type": "update", "id": memory_id, "data": {"content": "new content"}}]
+        title = [{"type": "update", "id": memory_id, "data": {"title": "New title"}}]
+        first = asyncio.create_task(service.batch(content))
+        await asyncio.sleep(0.05)
+        second = await service.batch(title)
+        return faulty, memory_id, [await first, second]
+
+    async def test_the_vector_is_of_the_text_the_memory_ends_with(
+        self, service_factory: ServiceFactory, counting: CountingEmbedder
+    ) -> None:
+        faulty, memory_id, responses = await self.race(service_factory, counting)
+        assert [status for status, _ in responses] == [200, 200]
+        memory = await faulty.store.get("acme", memory_id)
+        assert memory is not None and (memory.title, memory.content) == ("New title", "new content")
+        assert faulty.calls["update"] == 3  # A refused once, then again; B once
+        stored = faulty.store._tenant("acme").vectors.get(memory_id)
+        [expected] = await counting.inner.embed(["New title\nnew content"])
+        [stale] = await counting.inner.embed(["Old title\nnew content"])
+        assert stored == pytest.approx(expected, abs=1e-6)
+        assert stored != pytest.approx(stale, abs=1e-3)
+
+    async def test_past_its_tries_an_update_lands_without_a_vector(
+        self,
+        service_factory: ServiceFactory,
+        counting: CountingEmbedder,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(dispatch, "TEXT_TRIES", 1)
+        faulty, memory_id, responses = await self.race(service_factory, counting)
+        assert [status for status, _ in responses] == [200, 200]
+        memory = await faulty.store.get("acme", memory_id)
+        assert memory is not None and (memory.title, memory.content) == ("New title", "new content")
+        assert faulty.store._tenant("acme").vectors.get(memory_id) is None

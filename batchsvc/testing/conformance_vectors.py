@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from batchsvc.errors import TextChanged
 from batchsvc.filters import parse_filter
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import MemoryOps, Storage, Vector
-from batchsvc.testing._base import LATER, OTHER, TENANT, ConformanceBase, make_memory
+from batchsvc.testing._base import LATER, OTHER, TENANT, ConformanceBase, lexical, make_memory
 
 X: Vector = (1.0, 0.0, 0.0, 0.0)
 Y: Vector = (0.0, 1.0, 0.0, 0.0)
@@ -123,6 +124,28 @@ class VectorConformance(ConformanceBase):
         assert ids(await semantic(storage, X))[0] in {memory.id, other.id}
         [hit] = await semantic(storage, Z, limit=1)
         assert hit.memory.content == "second" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+    async def test_an_update_whose_vector_text_is_stale_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        """`vector_text` is the text the caller embedded; a memory whose patched text is
+        another (its title changed meanwhile) refuses the update whole."""
+        needs_vectors(storage)
+        memory = await put_vector(storage, "first", X, title="Old")
+        patch = MemoryPatch(content="second")
+        with pytest.raises(TextChanged):
+            await storage.update(TENANT, memory.id, patch, LATER, Z, "Older\nsecond")
+        assert await storage.get(TENANT, memory.id) == memory
+        assert ids(await semantic(storage, X)) == [memory.id]
+        assert [h.memory.id for h in await lexical(storage, "second")] == []
+        updated = await storage.update(TENANT, memory.id, patch, LATER, Z, "Old\nsecond")
+        assert updated is not None and updated.content == "second"
+        assert ids(await semantic(storage, Z)) == [memory.id]
+        # Without a vector there is nothing to be stale: the text is not checked.
+        retitled = await storage.update(
+            TENANT, memory.id, MemoryPatch(title="New"), LATER, None, "x"
+        )
+        assert retitled is not None and retitled.title == "New"
 
     async def test_a_text_change_without_a_vector_drops_the_old_one(self, storage: Storage) -> None:
         needs_vectors(storage)
