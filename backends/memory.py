@@ -20,7 +20,16 @@ from batchsvc.filters import matches
 from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import ranked, select
-from batchsvc.storage import MemoryOps, Page, ToCreate, Vector
+from batchsvc.storage import (
+    MemoryOps,
+    Outcome,
+    Page,
+    PlannedChange,
+    PlannedDelete,
+    ToCreate,
+    Vector,
+    apply_in_order,
+)
 from batchsvc.vectors import VectorIndex, refuse_other_sizes
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
@@ -102,6 +111,31 @@ class _Ops:
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         return self._data(tenant).memories.get(memory_id)
+
+    async def change_many(
+        self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+    ) -> list[Outcome]:
+        data = self._data(tenant)
+        undo: Undo = []
+        ops = _Ops(self._store, undo)  # records what each change replaces
+
+        async def apply_one(change: PlannedChange) -> Outcome:
+            if isinstance(change, PlannedDelete):
+                return await _Ops.delete(ops, tenant, change.memory_id)
+            patch, now, vector = change.patch, change.now, change.vector
+            return await _Ops.update(
+                ops, tenant, change.memory_id, patch, now, vector, change.vector_text
+            )
+
+        try:
+            outcomes = await apply_in_order(changes, apply_one, stop_at_miss=stop_at_miss)
+        except BaseException:
+            for memory_id, previous, vector in reversed(undo):  # none, or all
+                data.restore(memory_id, previous, vector)
+            raise
+        if self._undo is not None:  # in a transaction: its rollback undoes these too
+            self._undo.extend(undo)
+        return outcomes
 
     async def update(
         self,
@@ -186,6 +220,12 @@ class _LockedOps(_Ops):
     async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         async with self._store._tenant(tenant).lock:
             await super().create_many(tenant, items)
+
+    async def change_many(
+        self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+    ) -> list[Outcome]:
+        async with self._store._tenant(tenant).lock:
+            return await super().change_many(tenant, changes, stop_at_miss=stop_at_miss)
 
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         async with self._store._tenant(tenant).lock:

@@ -13,7 +13,16 @@ import aiosqlite
 from batchsvc.errors import BackendError
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores
-from batchsvc.storage import Page, ToCreate, Vector
+from batchsvc.storage import (
+    Outcome,
+    Page,
+    PlannedChange,
+    PlannedDelete,
+    PlannedUpdate,
+    ToCreate,
+    Vector,
+    apply_in_order,
+)
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
@@ -92,25 +101,46 @@ class Ops:
         vector: Vector | None = None,
         vector_text: str | None = None,
     ) -> Memory | None:
-        expected = None if vector is None else vector_text
+        change = PlannedUpdate(memory_id, patch, now, vector, vector_text)
 
         async def work(conn: aiosqlite.Connection) -> tuple[Memory | None, list[Change]]:
-            done = await q.update(conn, tenant, memory_id, patch, now, encode(vector), expected)
-            if done is None:
-                return None, []
-            memory, text_changed = done
-            if vector is None and not text_changed:
-                return memory, []  # the vector, if any, still describes the text
-            return memory, [written(memory, vector, text_changed)]
+            return await _update_on(conn, tenant, change)
 
         return await self._write(tenant, work, () if vector is None else (vector,))
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
         async def work(conn: aiosqlite.Connection) -> tuple[bool, list[Change]]:
-            gone = await q.delete(conn, tenant, memory_id)
-            return gone, [deleted(memory_id)] if gone else []
+            return await _delete_on(conn, tenant, memory_id)
 
         return await self._write(tenant, work)
+
+    async def change_many(
+        self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+    ) -> list[Outcome]:
+        vectors = [c.vector for c in changes if isinstance(c, PlannedUpdate) and c.vector]
+
+        async def work(conn: aiosqlite.Connection) -> tuple[list[Outcome], list[Change]]:
+            effects: list[Change] = []
+
+            async def apply_one(change: PlannedChange) -> Outcome:
+                # Each in a savepoint: a change that raises its own fault leaves nothing.
+                await conn.execute("SAVEPOINT change")
+                outcome: Outcome
+                try:
+                    if isinstance(change, PlannedDelete):
+                        outcome, made = await _delete_on(conn, tenant, change.memory_id)
+                    else:
+                        outcome, made = await _update_on(conn, tenant, change)
+                except BaseException:
+                    await undo(conn, "change")
+                    raise
+                await conn.execute("RELEASE change")
+                effects.extend(made)
+                return outcome
+
+            return await apply_in_order(changes, apply_one, stop_at_miss=stop_at_miss), effects
+
+        return await self._write(tenant, work, vectors)
 
     async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
         vectors, words = await self._indexes(tenant)  # before `_reading`: loading takes locks
@@ -203,3 +233,27 @@ class TransactionOps(Ops):
                 await run_to_end(self._conn.execute("RELEASE operation"))
                 self.staged.extend(changes)
                 return result
+
+
+async def _update_on(
+    conn: aiosqlite.Connection, tenant: str, change: PlannedUpdate
+) -> tuple[Memory | None, list[Change]]:
+    """An update on `conn`, in the caller's transaction; its result and index changes."""
+    vector = change.vector
+    expected = None if vector is None else change.vector_text
+    done = await q.update(
+        conn, tenant, change.memory_id, change.patch, change.now, encode(vector), expected
+    )
+    if done is None:
+        return None, []
+    memory, text_changed = done
+    if vector is None and not text_changed:
+        return memory, []  # the vector, if any, still describes the text
+    return memory, [written(memory, vector, text_changed)]
+
+
+async def _delete_on(
+    conn: aiosqlite.Connection, tenant: str, memory_id: str
+) -> tuple[bool, list[Change]]:
+    gone = await q.delete(conn, tenant, memory_id)
+    return gone, [deleted(memory_id)] if gone else []

@@ -1,55 +1,94 @@
-"""Bulk creates: a run of consecutive creates in a batch goes to storage in one call.
+"""Bulk calls: a run of consecutive creates, or of consecutive updates and deletes, goes to
+storage in one call.
 
-Why: most of a create's cost on a durable backend is per call, not per row (a round trip to
-the database's thread, a place in a commit, a task switch in the executor), and batches of
-creates are the commonest batch. A backend that offers `CreatesMany` gets each run of two or
-more consecutive valid creates of a batch at once, when the first of them is due to run.
+Why: most of a write's cost on a durable backend is per call, not per row (a round trip to
+the database's thread, a commit, a task switch in the executor), and with the default
+`continue_on_error: false` a batch's writes run one after another, each its own commit. A
+backend that offers `CreatesMany` gets each run of two or more consecutive valid creates of a
+batch at once, when the first of them is due; one that offers `ChangesMany` gets runs of
+updates and deletes, when writes run in order (not under `parallel` with
+`continue_on_error`, where they already run side by side and share commits).
 
 It changes nothing a client can see but the time taken:
-- the run's creates are consecutive and none waits for anything but the ones before it, so in
-  every mode (sequential, parallel, stopping at the first failure or not) running them together
-  at the first one's turn is an order the batch could have run them in;
-- `create_many` is all or nothing. When it succeeds, each create succeeds with one attempt,
-  as it would have alone. When it fails, nothing was stored, and each create then runs on its
-  own, with its own retries, so each reports exactly what it would have without the bulk; the
-  failed call is not counted in their `attempts` (it is in the storage metrics);
-- only the batch deadline, passing while the call runs, settles them all without a retry:
-  each reports TIMEOUT, "the batch deadline passed while the operation ran; it had no effect",
-  which is what each of them was doing.
+- a run is consecutive, and when its first operation is due everything before it has
+  finished (writes run in order), so running it at once is an order the batch could take;
+- `create_many` is all or none: when it fails, each create runs on its own, with its own
+  retries, as if the call had never been made (it is not counted in `attempts`);
+- `change_many` applies the changes in order and stops at a change's own fault (and, when the
+  batch stops at its first failure, at a memory not found). Each change applied, or not found,
+  is settled with its outcome and one attempt, as it would have been alone; the one that
+  faulted and those after it run on their own, in order. A text-changing update's vector is
+  made beforehand, all of the run's in one embedder call, from the memory as read then: if
+  an earlier change of the run (or another batch) changed its text since, the backend refuses
+  it (`TextChanged`) and it runs on its own;
+- only the batch deadline, passing while the call runs, settles all of the run at once: each
+  reports TIMEOUT, "the batch deadline passed while the operation ran; it had no effect",
+  which is what each was doing (one by one, the later ones would have been skipped).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from batchsvc.models import utc_now
-from batchsvc.operations import CreateOp
-from batchsvc.run_state import BatchRun
-from batchsvc.storage import ToCreate
+from batchsvc.batch_vectors import EmbeddingFailed, embed_texts, patched_text
+from batchsvc.embedding import Embedder
+from batchsvc.errors import ErrorCode
+from batchsvc.models import Memory, utc_now
+from batchsvc.operations import CreateOp, DeleteOp, Ref, UpdateOp
+from batchsvc.run_state import BatchRun, not_found
+from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdate, ToCreate
 
-#: The most creates one call takes: a call that fails is redone one by one, so this bounds
+#: The most operations one call takes: a call that fails is redone one by one, so this bounds
 #: the redo; it is also the batch size API.md allows by default.
 BULK_CAP = 100
 
 
-def run_of_creates(run: BatchRun, index: int) -> list[int]:
-    """`index` and the consecutive creates after it that may go to storage with it; empty if
-    there are fewer than two, or the ops have no bulk create."""
-    if run.bulk is None or not _takes(run, index):
+def _run(run: BatchRun, index: int, takes: Any, *, again: bool = False) -> list[int]:
+    """`index` and the consecutive operations after it that `takes`; empty if fewer than two.
+    `again`: may take operations an earlier call left unsettled (not creates: a create bulk
+    that failed would fail again, once per create)."""
+    if not takes(run, index):
         return []
     indices = [index]
     later = index + 1
-    while later < len(run.operations) and len(indices) < BULK_CAP and _takes(run, later):
-        if later in run.started or later in run.claims:
+    while later < len(run.operations) and len(indices) < BULK_CAP and takes(run, later):
+        claim = run.claims.get(later)
+        if later in run.started or (claim is not None and not (again and claim.done())):
             break
         indices.append(later)
         later += 1
     return indices if len(indices) > 1 else []
 
 
-def _takes(run: BatchRun, index: int) -> bool:
+def run_of_creates(run: BatchRun, index: int) -> list[int]:
+    """The creates to store with the one at `index`; empty where there is no bulk to make."""
+    return [] if run.bulk is None else _run(run, index, _takes_create)
+
+
+def _takes_create(run: BatchRun, index: int) -> bool:
     # A create whose embedding failed fails on its own, without a storage call.
     return isinstance(run.operations[index], CreateOp) and index not in run.vectors.failed
+
+
+def run_of_changes(run: BatchRun, index: int, in_order: bool) -> list[int]:
+    """The updates and deletes to apply with the one at `index`, if writes run in order."""
+    if run.changes is None or not in_order:
+        return []
+    # In order, nothing else runs them: after a change's fault, the rest may go together.
+    return _run(run, index, _takes_change, again=True)
+
+
+def _takes_change(run: BatchRun, index: int) -> bool:
+    return target_of(run, index) is not None
+
+
+def target_of(run: BatchRun, index: int) -> str | None:
+    """The memory an update or delete at `index` changes; None if it is not one, or if it
+    names a create of the batch that did not succeed (it then fails on its own)."""
+    op = run.operations[index]
+    if not isinstance(op, UpdateOp | DeleteOp):
+        return None
+    return run.created.get(op.id.index) if isinstance(op.id, Ref) else op.id
 
 
 def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
@@ -64,11 +103,85 @@ def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
     return items
 
 
-def settle(run: BatchRun, indices: list[int], items: list[ToCreate]) -> None:
+async def planned_changes(
+    run: BatchRun, indices: list[int], embedder: Embedder | None
+) -> list[PlannedChange] | None:
+    """The changes of the operations at `indices`, text-changing updates with the vector of
+    the text they leave (one embedder call for all); None if the embedder failed (each then
+    runs on its own, and fails as it would)."""
+    now = utc_now()
+    planned: list[PlannedChange] = []
+    texts: dict[int, str] = {}
+    for position, index in enumerate(indices):
+        op, memory_id = run.operations[index], target_of(run, index)
+        assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
+        if isinstance(op, DeleteOp):
+            planned.append(PlannedDelete(memory_id))
+            continue
+        planned.append(PlannedUpdate(memory_id, op.patch, now))
+        if embedder is not None and op.patch.changes_text:
+            current = await run.ops.get(run.tenant, memory_id)
+            if current is not None:  # else the update finds no memory: NOT_FOUND
+                texts[position] = patched_text(current, op.patch)
+    if embedder is not None and texts:
+        try:
+            vectors = await embed_texts(embedder, list(texts.values()))
+        except EmbeddingFailed:
+            return None
+        for (position, text), vector in zip(texts.items(), vectors, strict=True):
+            change = planned[position]
+            assert isinstance(change, PlannedUpdate)
+            planned[position] = PlannedUpdate(change.memory_id, change.patch, now, vector, text)
+    return planned
+
+
+def settle_creates(run: BatchRun, indices: list[int], items: list[ToCreate]) -> None:
     """Report the creates stored, as each would report itself."""
     for index, (memory, _) in zip(indices, items, strict=True):
         run.created[index] = memory.id
+        _succeed(run, index, {"id": memory.id, "created_at": memory.created_at})
+
+
+def settle_changes(run: BatchRun, indices: list[int], outcomes: list[Outcome]) -> None:
+    """Report each change applied or not found; one that faulted (the last outcome, if an
+    exception) and those never reached stay to run on their own."""
+    for index, outcome in zip(indices, outcomes, strict=False):
+        memory_id = target_of(run, index)
+        if isinstance(outcome, Exception):
+            return
+        result = run.results[index]
+        if outcome is None or outcome is False:
+            assert memory_id is not None
+            missing = not_found(memory_id)
+            result.attempts = 1
+            result.fail(missing.code, missing.message, missing.details)
+        elif isinstance(outcome, Memory):
+            answer = {
+                "id": outcome.id,
+                "updated_at": outcome.updated_at,
+                "version": outcome.version,
+            }
+            _succeed(run, index, answer)
+        else:
+            _succeed(run, index, {"id": memory_id, "deleted": True})
+        run.settled.add(index)
+
+
+def _succeed(run: BatchRun, index: int, answer: dict[str, Any]) -> None:
+    result = run.results[index]
+    result.attempts = 1
+    result.succeed(answer)
+    run.settled.add(index)
+
+
+def timed_out(run: BatchRun, indices: list[int]) -> None:
+    """The batch deadline passed while the bulk call ran: it had no effect."""
+    for index in indices:
         result = run.results[index]
         result.attempts = 1
-        answer: dict[str, Any] = {"id": memory.id, "created_at": memory.created_at}
-        result.succeed(answer)
+        result.fail(
+            ErrorCode.TIMEOUT,
+            "the batch deadline passed while the operation ran; it had no effect",
+            {"timeout_ms": run.options.timeout_ms},
+        )
+        run.settled.add(index)

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -22,7 +22,15 @@ from batchsvc.batch_vectors import (
     BatchVectors,
     embed_batch,
 )
-from batchsvc.bulk import new_memories, run_of_creates, settle
+from batchsvc.bulk import (
+    new_memories,
+    planned_changes,
+    run_of_changes,
+    run_of_creates,
+    settle_changes,
+    settle_creates,
+    timed_out,
+)
 from batchsvc.dispatch import call_storage
 from batchsvc.eager import DeadlineExpired, run_until
 from batchsvc.embedding import Embedder
@@ -48,7 +56,7 @@ from batchsvc.run_state import (
 )
 from batchsvc.scheduler import ParallelScheduler
 from batchsvc.simulate import validate_batch
-from batchsvc.storage import Storage
+from batchsvc.storage import Outcome, Storage
 
 log = structlog.get_logger("batchsvc.executor")
 
@@ -192,7 +200,7 @@ class BatchExecutor:
     # Scheduling -------------------------------------------------------------------------------
 
     async def _schedule(self, run: BatchRun) -> None:
-        if not run.options.parallel or self.limits.max_parallel <= 1:
+        if not self._runs_parallel(run):
             for index in range(len(run.operations)):
                 await self._step(run, index)
             return
@@ -221,14 +229,16 @@ class BatchExecutor:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
         result = run.results[index]
         claim = run.claims.get(index)
-        # Taken by the bulk create of an earlier operation: done already in any order but the
-        # parallel one of `continue_on_error` (where this waits). If the bulk failed, this
-        # operation runs on its own, as it would have. Shielded: cancelling this waiter (the
-        # batch is being cancelled) must not cancel the future that others wait on too.
-        if claim is not None and await asyncio.shield(claim):
-            if result.status == "failed":
-                note_failure(run, index)
-            return
+        # Taken by the bulk call of an earlier operation: done already in any order but the
+        # parallel one of `continue_on_error` (where this waits). If the call did not settle
+        # this operation, it runs on its own, as it would have. Shielded: cancelling this
+        # waiter (the batch is being cancelled) must not cancel the future others wait on.
+        if claim is not None:
+            await asyncio.shield(claim)
+            if index in run.settled:
+                if result.status == "failed":
+                    note_failure(run, index)
+                return
         # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
         # the operation that stopped the batch was itself cut by the deadline.
         if self._clock() >= run.deadline:
@@ -242,56 +252,87 @@ class BatchExecutor:
             skip_after(result, run.stopped_after)
             return
         run.started.add(index)
-        together = run_of_creates(run, index)
-        if not together or not await self._create_together(run, together):
+        if not await self._together(run, index):
             await self._execute(run, index)
         if result.status == "failed":
             note_failure(run, index)
 
-    async def _create_together(self, run: BatchRun, indices: list[int]) -> bool:
-        """Store the creates at `indices` in one call (`batchsvc.bulk`); False if the call
-        failed, having stored nothing: then each runs on its own."""
-        claim: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def _together(self, run: BatchRun, index: int) -> bool:
+        """Run the operation at `index` with the run it starts, if any, in one storage call
+        (`batchsvc.bulk`); whether that settled it (if not, it runs on its own)."""
+        if creates := run_of_creates(run, index):
+            return await self._claimed(run, creates, self._create_together(run, creates))
+        # Writes run in order unless parallel with continue_on_error: only then may a later
+        # write of the run still wait for something before the run.
+        in_order = run.stops_on_failure or not self._runs_parallel(run)
+        if changes := run_of_changes(run, index, in_order):
+            return await self._claimed(run, changes, self._change_together(run, changes))
+        return False
+
+    async def _claimed(
+        self, run: BatchRun, indices: list[int], call: Coroutine[Any, Any, None]
+    ) -> bool:
+        claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for index in indices[1:]:
             run.claims[index] = claim
-        settled = False
         try:
-            settled = await self._bulk_attempt(run, indices)
-            return settled
+            await call
         finally:
             if not claim.done():  # done only if cancelled, which the shield above prevents
-                claim.set_result(settled)
+                claim.set_result(None)
+        return indices[0] in run.settled
 
-    async def _bulk_attempt(self, run: BatchRun, indices: list[int]) -> bool:
+    async def _create_together(self, run: BatchRun, indices: list[int]) -> None:
         assert run.bulk is not None
         items = new_memories(run, indices)
+        if await self._bulk_call(run, indices, run.bulk.create_many(run.tenant, items)):
+            settle_creates(run, indices, items)
+
+    async def _change_together(self, run: BatchRun, indices: list[int]) -> None:
+        assert run.changes is not None
+        embedder = self.embedder if self.has_embedder else None
+        planned = await planned_changes(run, indices, embedder)
+        if planned is None:
+            return
+        outcomes: list[Outcome] = []
+
+        async def call() -> None:
+            assert run.changes is not None
+            stop = run.stops_on_failure
+            outcomes.extend(await run.changes.change_many(run.tenant, planned, stop_at_miss=stop))
+
+        if await self._bulk_call(run, indices, call()):
+            settle_changes(run, indices, outcomes)
+
+    async def _bulk_call(
+        self, run: BatchRun, indices: list[int], call: Coroutine[Any, Any, Any]
+    ) -> bool:
+        """Await a bulk call under the operation time-out; whether it returned. If it raised,
+        it changed nothing, and its operations run on their own; if the batch deadline
+        passed meanwhile, they are all settled as timed out."""
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
         until = self._loop_time(min(op_deadline, run.deadline))
         try:
-            await run_until(run.bulk.create_many(run.tenant, items), until)
+            await run_until(call, until)
         except DeadlineExpired:
-            if self._clock() < run.deadline:
-                log.warning("bulk_create_timed_out", creates=len(items))
-                return False
-            for index in indices:
-                run.results[index].attempts = 1
-                run.results[index].fail(
-                    ErrorCode.TIMEOUT,
-                    "the batch deadline passed while the operation ran; it had no effect",
-                    {"timeout_ms": run.options.timeout_ms},
-                )
-            return True
+            if self._clock() >= run.deadline:
+                timed_out(run, indices)
+            else:
+                log.warning("bulk_call_timed_out", operations=len(indices))
+            return False
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
                 raise  # a real cancellation of this batch
-            log.error("backend_raised_cancelled", index=indices[0], type="create_many")
+            log.error("backend_raised_cancelled", index=indices[0], type="bulk")
             return False
         except Exception as error:
-            log.warning("bulk_create_failed", creates=len(items), error=repr(error))
+            log.warning("bulk_call_failed", operations=len(indices), error=repr(error))
             return False
-        settle(run, indices, items)
         return True
+
+    def _runs_parallel(self, run: BatchRun) -> bool:
+        return run.options.parallel and self.limits.max_parallel > 1
 
     async def _execute(self, run: BatchRun, index: int) -> None:
         op = run.operations[index]

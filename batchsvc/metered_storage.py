@@ -15,7 +15,17 @@ from typing import Any, Self, TypeVar
 
 from batchsvc.metrics import Metrics, StorageOutcome
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, Page, Storage, ToCreate, Vector
+from batchsvc.storage import (
+    ChangesMany,
+    CreatesMany,
+    MemoryOps,
+    Outcome,
+    Page,
+    PlannedChange,
+    Storage,
+    ToCreate,
+    Vector,
+)
 
 T = TypeVar("T")
 
@@ -26,9 +36,11 @@ class _MeteredOps:
     def __init__(self, inner: MemoryOps, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
+        # Only when the wrapped ops have them: the executor looks for these attributes.
         if isinstance(inner, CreatesMany):
-            # Only then: the executor asks for a bulk create by looking for this attribute.
             self.create_many = self._create_many(inner)
+        if isinstance(inner, ChangesMany):
+            self.change_many = self._change_many(inner)
 
     def _create_many(
         self, inner: CreatesMany
@@ -37,6 +49,15 @@ class _MeteredOps:
             await self._timed("create_many", inner.create_many(tenant, items))
 
         return create_many
+
+    def _change_many(self, inner: ChangesMany) -> Callable[..., Awaitable[list[Outcome]]]:
+        async def change_many(
+            tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+        ) -> list[Outcome]:
+            call = inner.change_many(tenant, changes, stop_at_miss=stop_at_miss)
+            return await self._timed("change_many", call)
+
+        return change_many
 
     async def _timed(self, method: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()

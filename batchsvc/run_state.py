@@ -11,7 +11,7 @@ from batchsvc.errors import ErrorCode
 from batchsvc.models import new_memory_id
 from batchsvc.operations import CreateOp
 from batchsvc.results import BatchResult, OperationResult
-from batchsvc.storage import CreatesMany, MemoryOps
+from batchsvc.storage import ChangesMany, CreatesMany, MemoryOps
 
 
 class OperationFailed(Exception):
@@ -51,12 +51,14 @@ class BatchRun:
         }
         self.stopped_after: int | None = None
         self.vectors = vectors
-        #: The ops' bulk create, if they have one (see `batchsvc.bulk`).
+        #: The ops' bulk calls, if they have them (see `batchsvc.bulk`).
         self.bulk: CreatesMany | None = ops if isinstance(ops, CreatesMany) else None
-        #: Operations begun, and those a bulk create took with an earlier one: the future
-        #: says, once done, whether the bulk settled them (False: they run on their own).
+        self.changes: ChangesMany | None = ops if isinstance(ops, ChangesMany) else None
+        #: Operations begun; those a bulk call took with an earlier one (the future is done
+        #: once the call is); those it settled (the rest run on their own).
         self.started: set[int] = set()
-        self.claims: dict[int, asyncio.Future[bool]] = {}
+        self.claims: dict[int, asyncio.Future[None]] = {}
+        self.settled: set[int] = set()
 
     @property
     def stops_on_failure(self) -> bool:

@@ -31,7 +31,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
-from batchsvc.errors import BackendError, TextChanged, TransientBackendError
+from batchsvc.errors import BackendError, FieldError, TextChanged, TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 
 Vector = tuple[float, ...]
@@ -133,6 +133,47 @@ class CreatesMany(Protocol):
         durable backend, durably). Other callers see none of the items before all of them."""
 
 
+@frozen
+class PlannedUpdate:
+    """`MemoryOps.update`'s arguments, for `ChangesMany`."""
+
+    memory_id: str
+    patch: MemoryPatch
+    now: str
+    vector: Vector | None = None
+    vector_text: str | None = None
+
+
+@frozen
+class PlannedDelete:
+    """`MemoryOps.delete`'s argument, for `ChangesMany`."""
+
+    memory_id: str
+
+
+PlannedChange = PlannedUpdate | PlannedDelete
+#: What a change's own method would give: `update`'s memory or None, `delete`'s bool, or the
+#: exception it would raise (FieldError, TextChanged, ValueError: the change's own faults).
+Outcome = Memory | bool | None | Exception
+
+
+@runtime_checkable
+class ChangesMany(Protocol):
+    """Optional, like `CreatesMany`, for updates and deletes: the executor gives it each run
+    of consecutive updates and deletes of a batch."""
+
+    async def change_many(
+        self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+    ) -> list[Outcome]:
+        """Apply the changes in order, each exactly as its own method would, and return their
+        outcomes: applied ones commit together, after the last, and are durable when this
+        returns. A change whose method would raise its own fault (FieldError, TextChanged,
+        ValueError) changes nothing, and the list ends with that exception: the changes after
+        it were not applied. With `stop_at_miss` the list also ends at the first that found no
+        memory (None or False). If the call itself raises (a BackendError, say) or is
+        cancelled before its end, none of the changes was applied."""
+
+
 #: Embeds texts for `DurableVectors.reembed`: one unit vector per text, in order.
 EmbedTexts = Callable[[list[str]], Awaitable[list[Vector]]]
 
@@ -201,18 +242,56 @@ class Storage(MemoryOps, Protocol):
         commit. Raises NotImplementedError where `supports_transactions` is False."""
 
 
+#: A change's own faults: an `Outcome`, not a failure of `change_many` as a whole.
+OWN_FAULTS: tuple[type[Exception], ...] = (FieldError, TextChanged, ValueError)
+
+
+def missed(outcome: Outcome) -> bool:
+    """Whether a change found no memory to update or delete."""
+    return outcome is None or outcome is False
+
+
+async def apply_in_order(
+    changes: Sequence[PlannedChange],
+    apply_one: Callable[[PlannedChange], Awaitable[Outcome]],
+    *,
+    stop_at_miss: bool,
+) -> list[Outcome]:
+    """The loop of `ChangesMany.change_many`, for a backend that applies each change with
+    `apply_one` (which must leave nothing of a change that raises) inside one transaction."""
+    outcomes: list[Outcome] = []
+    for change in changes:
+        try:
+            outcome = await apply_one(change)
+        except OWN_FAULTS as error:
+            outcomes.append(error)
+            break
+        outcomes.append(outcome)
+        if stop_at_miss and missed(outcome):
+            break
+    return outcomes
+
+
 __all__ = [
+    "OWN_FAULTS",
     "UNFINISHED_REEMBED",
     "BackendError",
+    "ChangesMany",
     "CreatesMany",
     "DurableVectors",
     "EmbedTexts",
     "MemoryOps",
+    "Outcome",
     "Page",
+    "PlannedChange",
+    "PlannedDelete",
+    "PlannedUpdate",
     "Storage",
     "TextChanged",
     "ToCreate",
     "TransientBackendError",
     "Vector",
+    "apply_in_order",
+    "missed",
     "unfinished_reembed",
 ]

@@ -19,7 +19,16 @@ from batchsvc_backends.memory import MemoryStore
 
 from batchsvc.errors import TransientBackendError
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, Page, ToCreate, Vector
+from batchsvc.storage import (
+    ChangesMany,
+    CreatesMany,
+    MemoryOps,
+    Outcome,
+    Page,
+    PlannedChange,
+    ToCreate,
+    Vector,
+)
 
 Seconds = float | Callable[[], float]
 
@@ -68,10 +77,12 @@ class _FaultyOps:
         self._inner = inner
         self.faults = faults
         self.bulk = bulk
+        # Only when asked: the executor uses bulk calls wherever it finds them, and the
+        # faults of most tests are aimed at `create`, `update` and `delete`.
         if bulk and isinstance(inner, CreatesMany):
-            # Only when asked: the executor uses a bulk create wherever it finds one, and the
-            # faults of most tests are aimed at `create`.
             self.create_many = self._create_many(inner)
+        if bulk and isinstance(inner, ChangesMany):
+            self.change_many = self._change_many(inner)
 
     def _create_many(
         self, inner: CreatesMany
@@ -81,6 +92,15 @@ class _FaultyOps:
             await inner.create_many(tenant, items)
 
         return create_many
+
+    def _change_many(self, inner: ChangesMany) -> Callable[..., Awaitable[list[Outcome]]]:
+        async def change_many(
+            tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
+        ) -> list[Outcome]:
+            await self.faults.before("change_many")
+            return await inner.change_many(tenant, changes, stop_at_miss=stop_at_miss)
+
+        return change_many
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         await self.faults.before("create")
@@ -129,7 +149,8 @@ class FaultyStorage(_FaultyOps):
     """A `Storage` around a real `MemoryStore` (a new one unless given)."""
 
     def __init__(self, inner: MemoryStore | None = None, *, bulk: bool = False) -> None:
-        """`bulk`: offer the store's `create_many` (faults on it are named `create_many`)."""
+        """`bulk`: offer the store's `create_many` and `change_many` (faults on them are
+        named so)."""
         self.store = inner if inner is not None else MemoryStore()
         super().__init__(self.store, Faults(), bulk=bulk)
         self.supports_transactions = self.store.supports_transactions

@@ -28,7 +28,7 @@ from batchsvc_backends.sqlite_indexes import Change
 from batchsvc.errors import BackendError, FieldError
 from batchsvc.limits import Limits
 from batchsvc.models import Memory, MemoryPatch, SearchQuery
-from batchsvc.storage import Storage
+from batchsvc.storage import PlannedDelete, PlannedUpdate, Storage
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import X, Y, unit
 
@@ -234,6 +234,39 @@ class TestFailureIsolation:
         }
         hits = await store.search(TENANT, SearchQuery("bulk", limit=100))
         assert {h.memory.id for h in hits} == {m.id for m in fine}
+
+    async def test_a_bulk_change_in_a_group_keeps_its_outcomes_and_its_neighbours(
+        self, store: SQLiteStore, db: Path
+    ) -> None:
+        """`change_many` is one entry of its group: each change in a savepoint of its own,
+        the list ending at a change's own fault, and the group's other writes untouched."""
+        targets = [make_memory(f"target {i}") for i in range(3)]
+        await store.create_many(TENANT, [(m, None) for m in targets])
+        fresh = make_memory("fresh krill")
+        with wal_kept(db):
+            start = wal_commits(db)
+            outcomes, created, single = await asyncio.gather(
+                store.change_many(
+                    TENANT,
+                    [
+                        PlannedUpdate(targets[0].id, MemoryPatch(content="krill one"), LATER),
+                        PlannedDelete(targets[1].id),
+                        PlannedUpdate(targets[2].id, too_big(), LATER),
+                        PlannedDelete(targets[0].id),  # never reached
+                    ],
+                    stop_at_miss=True,
+                ),
+                store.create(TENANT, fresh),
+                store.update(TENANT, targets[2].id, MemoryPatch(title="alone"), LATER),
+            )
+            assert wal_commits(db) - start == 1
+        assert len(outcomes) == 3 and isinstance(outcomes[2], FieldError)
+        assert isinstance(outcomes[0], Memory) and outcomes[1] is True
+        assert created is None and single is not None and single.title == "alone"
+        assert (await store.get(TENANT, targets[0].id)) == outcomes[0]
+        assert await store.get(TENANT, targets[1].id) is None
+        hits = await store.search(TENANT, SearchQuery("krill", limit=10))
+        assert {h.memory.id for h in hits} == {targets[0].id, fresh.id}
 
     async def test_vectors_of_one_group_are_checked_against_each_other(
         self, store: SQLiteStore

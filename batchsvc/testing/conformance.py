@@ -39,7 +39,7 @@ from batchsvc.testing._base import (
     make_memory,
     put,
 )
-from batchsvc.testing.conformance_bulk import BulkConformance
+from batchsvc.testing.conformance_bulk import BulkConformance, ChangesConformance
 from batchsvc.testing.conformance_durable import DurableVectorsConformance
 from batchsvc.testing.conformance_search import FilterConformance, SearchConformance
 from batchsvc.testing.conformance_vectors import VectorConformance
@@ -354,6 +354,7 @@ class StorageConformance(
     FilterConformance,
     VectorConformance,
     BulkConformance,
+    ChangesConformance,
     DurableVectorsConformance,
 ):
     """Every conformance test; subclass it and provide the `storage` fixture."""

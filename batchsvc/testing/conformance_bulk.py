@@ -10,9 +10,31 @@ import asyncio
 
 import pytest
 
-from batchsvc.models import Memory, SearchQuery
-from batchsvc.storage import CreatesMany, MemoryOps, Storage, ToCreate, Vector
-from batchsvc.testing._base import OTHER, TENANT, ConformanceBase, lexical, listed_ids, make_memory
+from batchsvc.errors import FieldError
+from batchsvc.limits import Limits
+from batchsvc.models import Memory, MemoryPatch, SearchQuery
+from batchsvc.storage import (
+    ChangesMany,
+    CreatesMany,
+    MemoryOps,
+    PlannedDelete,
+    PlannedUpdate,
+    Storage,
+    ToCreate,
+    Vector,
+)
+from batchsvc.testing._base import (
+    LATER,
+    OTHER,
+    TENANT,
+    ConformanceBase,
+    lexical,
+    listed_ids,
+    make_memory,
+    put,
+)
+
+MISSING = "mem_0000000000000000"
 
 X: Vector = (1.0, 0.0, 0.0, 0.0)
 Y: Vector = (0.0, 1.0, 0.0, 0.0)
@@ -107,3 +129,106 @@ class BulkConformance(ConformanceBase):
         await asyncio.gather(*(bulk.create_many(TENANT, group) for group in groups))
         every = {m.id for group in groups for m, _ in group}
         assert set(await listed_ids(storage)) == every
+
+
+def changes_of(ops: MemoryOps) -> ChangesMany:
+    if not isinstance(ops, ChangesMany):
+        pytest.skip("the backend has no change_many")
+    return ops
+
+
+class ChangesConformance(ConformanceBase):
+    async def test_changes_apply_in_order_with_each_outcome(self, storage: Storage) -> None:
+        bulk = changes_of(storage)
+        first, second, third = [await put(storage, f"memory {i}") for i in range(3)]
+        outcomes = await bulk.change_many(
+            TENANT,
+            [
+                PlannedUpdate(first.id, MemoryPatch(content="first heron"), LATER),
+                PlannedDelete(second.id),
+                PlannedUpdate(MISSING, MemoryPatch(content="nobody"), LATER),
+                PlannedDelete(MISSING),
+                PlannedUpdate(first.id, MemoryPatch(title="Twice"), LATER),  # sees the first
+                PlannedDelete(second.id),  # gone already
+            ],
+            stop_at_miss=False,
+        )
+        expected = MemoryPatch(content="first heron").apply(first, LATER)
+        again = MemoryPatch(title="Twice").apply(expected, LATER)
+        assert outcomes == [expected, True, None, False, again, False]
+        assert await storage.get(TENANT, first.id) == again
+        assert await storage.get(TENANT, second.id) is None
+        assert await storage.get(TENANT, third.id) == third
+        assert [h.memory.id for h in await lexical(storage, "heron")] == [first.id]
+
+    async def test_a_miss_ends_the_list_when_asked(self, storage: Storage) -> None:
+        bulk = changes_of(storage)
+        kept, doomed = await put(storage, "kept"), await put(storage, "doomed")
+        outcomes = await bulk.change_many(
+            TENANT,
+            [
+                PlannedUpdate(kept.id, MemoryPatch(tags=("seen",)), LATER),
+                PlannedDelete(MISSING),
+                PlannedDelete(doomed.id),
+            ],
+            stop_at_miss=True,
+        )
+        assert len(outcomes) == 2 and outcomes[1] is False
+        assert await storage.get(TENANT, doomed.id) == doomed  # never reached
+
+    async def test_a_changes_own_fault_ends_the_list_and_leaves_nothing_of_it(
+        self, storage: Storage
+    ) -> None:
+        bulk = changes_of(storage)
+        small = await put(storage, "small")
+        big = await put(storage, "big", metadata={"blob": "x" * 60})
+        later = await put(storage, "later")
+        too_big = MemoryPatch(metadata={"more": "y" * 60}, limits=Limits(max_metadata_bytes=100))
+        outcomes = await bulk.change_many(
+            TENANT,
+            [
+                PlannedUpdate(small.id, MemoryPatch(content="small changed"), LATER),
+                PlannedUpdate(big.id, too_big, LATER),
+                PlannedDelete(later.id),
+            ],
+            stop_at_miss=False,
+        )
+        assert len(outcomes) == 2 and isinstance(outcomes[1], FieldError)
+        changed = await storage.get(TENANT, small.id)
+        assert changed is not None and changed.content == "small changed"
+        assert await storage.get(TENANT, big.id) == big
+        assert await storage.get(TENANT, later.id) == later
+
+    async def test_the_tenant_wall_holds(self, storage: Storage) -> None:
+        bulk = changes_of(storage)
+        theirs = await put(storage, "theirs", tenant=OTHER)
+        outcomes = await bulk.change_many(
+            TENANT,
+            [PlannedDelete(theirs.id), PlannedUpdate(theirs.id, MemoryPatch(content="x"), LATER)],
+            stop_at_miss=False,
+        )
+        assert outcomes == [False, None]
+        assert await storage.get(OTHER, theirs.id) == theirs
+
+    async def test_changes_in_a_transaction_roll_back_with_it(self, storage: Storage) -> None:
+        if not storage.supports_transactions:
+            pytest.skip("the backend has no transactions")
+        kept, gone = await put(storage, "kept walrus"), await put(storage, "gone walrus")
+
+        class Undo(Exception):
+            pass
+
+        with pytest.raises(Undo):
+            async with storage.transaction(TENANT) as tx:
+                await changes_of(tx).change_many(
+                    TENANT,
+                    [
+                        PlannedUpdate(kept.id, MemoryPatch(content="changed"), LATER),
+                        PlannedDelete(gone.id),
+                    ],
+                    stop_at_miss=True,
+                )
+                raise Undo
+        assert await storage.get(TENANT, kept.id) == kept
+        assert await storage.get(TENANT, gone.id) == gone
+        assert {h.memory.id for h in await lexical(storage, "walrus")} == {kept.id, gone.id}

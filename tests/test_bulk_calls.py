@@ -1,8 +1,10 @@
-"""Bulk creates (`batchsvc.bulk`): runs of consecutive creates reach storage in one call, and
-the results are exactly those of the creates made one by one, whatever the options and faults.
+"""Bulk calls (`batchsvc.bulk`): runs of consecutive creates, and of updates and deletes, reach
+storage in one call, and the results are exactly those of the operations made one by one,
+whatever the options and faults.
 
-`FaultyStorage(bulk=True)` offers the real MemoryStore's `create_many`, counts its calls and
-can fail or stall it; `FaultyStorage()` has none, so the same batch runs one create at a time.
+`FaultyStorage(bulk=True)` offers the real MemoryStore's `create_many` and `change_many`,
+counts their calls and can fail or stall them; `FaultyStorage()` has neither, so the same
+batch runs one operation at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from batch_helpers import (
     stored,
     update,
 )
+from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
 from faults import FaultyStorage
 from support import Service
 
@@ -110,6 +113,45 @@ BATCHES: list[list[Any]] = [
         create("d"),
         search("c"),
     ],
+    # Runs of updates and deletes: misses, the same memory twice, a delete then an update.
+    [
+        *(create(c) for c in "abc"),
+        update("$0", content="a2"),
+        update("$1", title="T"),
+        delete("$2"),
+        update("$2", content="x"),
+        read("$1"),
+        update("$0", metadata={"k": 1}),
+        update("$0", tags=["t"]),
+    ],
+    [
+        create("a"),
+        create("b"),
+        update(MISSING, content="m"),
+        delete("$0"),
+        delete(MISSING),
+        update("$1", content="b2"),
+        delete("$1"),
+        read("$1"),
+    ],
+    [
+        create("a"),
+        create("b"),
+        update("$0", title="one"),
+        update("$0", content="two"),
+        delete("$1"),
+        update("$0", tags=["x"]),
+        search("two"),
+    ],
+    # A change's own fault in a run: merged metadata over the limit (16 KB).
+    [
+        create("a", metadata={"big": "x" * 10_000}),
+        create("b"),
+        update("$1", content="b2"),
+        update("$0", metadata={"more": "y" * 10_000}),
+        delete("$1"),
+        update("$0", content="a2"),
+    ],
 ]
 OPTIONS = [
     {"parallel": parallel, "continue_on_error": coe, "atomic": atomic}
@@ -129,6 +171,9 @@ async def test_bulk_changes_nothing_but_the_calls(
     assert got[0][0] == got[1][0]
     assert same_text(comparable(got[0][1])) == same_text(comparable(got[1][1]))
     assert storage.calls["create_many"] >= 1
+    # Runs of changes go in one call when writes run in order (batches 4 on).
+    in_order = not options["parallel"] or not options["continue_on_error"]
+    assert (storage.calls["change_many"] >= 1) == (batch >= 4 and in_order)
     assert await stored_as_data(plain) == await stored_as_data(bulky)
 
 
@@ -268,3 +313,39 @@ class TestParallel:
         await asyncio.sleep(0.3)  # anything still running would have finished by now
         assert (await storage.store.list("acme")).items == []
         assert storage.calls["search"] == 0
+
+
+class TestChangesWithVectors:
+    async def test_text_changes_in_a_run_leave_the_vectors_one_by_one_would(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        """A run's new texts are embedded in one call from the memories as read before it; an
+        update whose memory an earlier change of the run retitled is refused by the backend
+        (TextChanged) and made again on its own, so every vector is that of the final text."""
+        operations = [
+            create("the walrus sleeps", title="Animals"),
+            create("sourdough with rye"),
+            create("train to lisbon"),
+            update("$0", content="the walrus swims"),
+            update("$0", title="Sea life"),  # its text was read before the update above
+            update("$1", content="a loaf of wheat bread"),
+            delete("$2"),
+            update("$1", metadata={"k": 1}),
+        ]
+        vectors = []
+        for bulk in (False, True):
+            storage = FaultyStorage(bulk=bulk)
+            async with WordLlamaEmbedder() as embedder:
+                service = await service_factory(storage=storage, embedder=embedder)
+                status, body = await service.batch(operations)
+                assert status == 200, body
+                ids = [op["result"]["id"] for op in ops_of(body)[:3]]
+                index = storage.store._tenant("acme").vectors
+                vectors.append([index.get(memory_id) for memory_id in ids])
+                if bulk:
+                    assert storage.calls["change_many"] == 2  # refused one, then the rest
+                    [final] = await embedder.embed(["Sea life\nthe walrus swims"])
+                    assert vectors[-1][0] == pytest.approx(final, abs=1e-6)
+        assert vectors[1][2] is None
+        for plain, bulky in zip(vectors[0], vectors[1], strict=True):
+            assert plain == (None if bulky is None else pytest.approx(bulky, abs=1e-6))
