@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchsvc.batch_vectors import EmbeddingFailed, embed_texts, patched_text
-from batchsvc.embedding import Embedder
-from batchsvc.errors import ErrorCode
+from batchsvc.batch_vectors import embed_texts
+from batchsvc.embedding import Embedder, embedding_text
+from batchsvc.errors import ErrorCode, FieldError
 from batchsvc.models import Memory, utc_now
 from batchsvc.operations import CreateOp, DeleteOp, Ref, UpdateOp
 from batchsvc.run_state import BatchRun, not_found
@@ -45,19 +45,23 @@ BULK_CAP = 100
 
 def _run(run: BatchRun, index: int, takes: Any, *, again: bool = False) -> list[int]:
     """`index` and the consecutive operations after it that `takes`; empty if fewer than two.
-    `again`: may take operations an earlier call left unsettled (not creates: a create bulk
-    that failed would fail again, once per create)."""
-    if not takes(run, index):
+    An operation an earlier call took and left unsettled runs alone, unless `again` and it
+    was left only because a change before it faulted (`run.rebulk`): a call that failed as a
+    whole would fail again, once per operation."""
+    if not takes(run, index) or not _free(run, index, again):
         return []
     indices = [index]
     later = index + 1
     while later < len(run.operations) and len(indices) < BULK_CAP and takes(run, later):
-        claim = run.claims.get(later)
-        if later in run.started or (claim is not None and not (again and claim.done())):
+        if later in run.started or not _free(run, later, again):
             break
         indices.append(later)
         later += 1
     return indices if len(indices) > 1 else []
+
+
+def _free(run: BatchRun, index: int, again: bool) -> bool:
+    return index not in run.claims or (again and index in run.rebulk)
 
 
 def run_of_creates(run: BatchRun, index: int) -> list[int]:
@@ -105,29 +109,40 @@ def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
 
 async def planned_changes(
     run: BatchRun, indices: list[int], embedder: Embedder | None
-) -> list[PlannedChange] | None:
+) -> list[PlannedChange]:
     """The changes of the operations at `indices`, text-changing updates with the vector of
-    the text they leave (one embedder call for all); None if the embedder failed (each then
-    runs on its own, and fails as it would)."""
+    the text they will leave: each memory is read once, and the run's earlier changes are
+    applied to it here in order, so that only another batch can make a text stale. One
+    embedder call for all. Raises what `get` or the embedder raise (`EmbeddingFailed`)."""
     now = utc_now()
     planned: list[PlannedChange] = []
     texts: dict[int, str] = {}
+    memories: dict[str, Memory | None] = {}  # each target as the run will have left it
+    faulted = False  # a change faults: the call's list ends there, later texts do not matter
     for position, index in enumerate(indices):
         op, memory_id = run.operations[index], target_of(run, index)
         assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
         if isinstance(op, DeleteOp):
             planned.append(PlannedDelete(memory_id))
+            memories[memory_id] = None
             continue
         planned.append(PlannedUpdate(memory_id, op.patch, now))
-        if embedder is not None and op.patch.changes_text:
-            current = await run.ops.get(run.tenant, memory_id)
-            if current is not None:  # else the update finds no memory: NOT_FOUND
-                texts[position] = patched_text(current, op.patch)
-    if embedder is not None and texts:
+        if embedder is None or faulted:
+            continue
+        if memory_id not in memories:
+            memories[memory_id] = await run.ops.get(run.tenant, memory_id)
+        current = memories[memory_id]
+        if current is None:
+            continue  # the update will find no memory: NOT_FOUND
         try:
-            vectors = await embed_texts(embedder, list(texts.values()))
-        except EmbeddingFailed:
-            return None
+            memories[memory_id] = changed = op.patch.apply(current, now)
+        except FieldError:
+            faulted = True
+            continue
+        if op.patch.changes_text:
+            texts[position] = embedding_text(changed.title, changed.content)
+    if embedder is not None and texts:
+        vectors = await embed_texts(embedder, list(texts.values()))
         for (position, text), vector in zip(texts.items(), vectors, strict=True):
             change = planned[position]
             assert isinstance(change, PlannedUpdate)
@@ -145,9 +160,11 @@ def settle_creates(run: BatchRun, indices: list[int], items: list[ToCreate]) -> 
 def settle_changes(run: BatchRun, indices: list[int], outcomes: list[Outcome]) -> None:
     """Report each change applied or not found; one that faulted (the last outcome, if an
     exception) and those never reached stay to run on their own."""
-    for index, outcome in zip(indices, outcomes, strict=False):
+    for position, (index, outcome) in enumerate(zip(indices, outcomes, strict=False)):
         memory_id = target_of(run, index)
         if isinstance(outcome, Exception):
+            # This one runs alone; those after it, never tried, may go together again.
+            run.rebulk.update(indices[position + 1 :])
             return
         result = run.results[index]
         if outcome is None or outcome is False:

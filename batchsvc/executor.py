@@ -289,33 +289,41 @@ class BatchExecutor:
             settle_creates(run, indices, items)
 
     async def _change_together(self, run: BatchRun, indices: list[int]) -> None:
-        assert run.changes is not None
+        changes = run.changes
+        assert changes is not None
         embedder = self.embedder if self.has_embedder else None
-        planned = await planned_changes(run, indices, embedder)
-        if planned is None:
-            return
         outcomes: list[Outcome] = []
+        calling = False
 
         async def call() -> None:
-            assert run.changes is not None
+            nonlocal calling
+            # Planning (reads, one embedder call) is part of the call: bounded by the same
+            # time-out, and a fault in it leaves each operation to run on its own.
+            planned = await planned_changes(run, indices, embedder)
+            calling = True
             stop = run.stops_on_failure
-            outcomes.extend(await run.changes.change_many(run.tenant, planned, stop_at_miss=stop))
+            outcomes.extend(await changes.change_many(run.tenant, planned, stop_at_miss=stop))
 
-        if await self._bulk_call(run, indices, call()):
+        if await self._bulk_call(run, indices, call(), lambda: calling):
             settle_changes(run, indices, outcomes)
 
     async def _bulk_call(
-        self, run: BatchRun, indices: list[int], call: Coroutine[Any, Any, Any]
+        self,
+        run: BatchRun,
+        indices: list[int],
+        call: Coroutine[Any, Any, Any],
+        stored: Callable[[], bool] = lambda: True,
     ) -> bool:
         """Await a bulk call under the operation time-out; whether it returned. If it raised,
         it changed nothing, and its operations run on their own; if the batch deadline
-        passed meanwhile, they are all settled as timed out."""
+        passed while storage ran it (`stored()`: its storage call had begun), they are all
+        settled as timed out, and if before, the first runs alone and meets the deadline."""
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
         until = self._loop_time(min(op_deadline, run.deadline))
         try:
             await run_until(call, until)
         except DeadlineExpired:
-            if self._clock() >= run.deadline:
+            if self._clock() >= run.deadline and stored():
                 timed_out(run, indices)
             else:
                 log.warning("bulk_call_timed_out", operations=len(indices))

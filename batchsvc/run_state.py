@@ -59,6 +59,8 @@ class BatchRun:
         self.started: set[int] = set()
         self.claims: dict[int, asyncio.Future[None]] = {}
         self.settled: set[int] = set()
+        #: Left unsettled only because a change before them faulted: may go together again.
+        self.rebulk: set[int] = set()
 
     @property
     def stops_on_failure(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ from batchsvc.batch import decode_batch
 from batchsvc.errors import BackendError, TransientBackendError
 from batchsvc.executor import BatchExecutor
 from batchsvc.limits import Limits
+from batchsvc.storage import Vector
 
 
 async def bulk_service(service_factory: ServiceFactory, **sections: Any) -> tuple[Service, Any]:
@@ -319,9 +321,9 @@ class TestChangesWithVectors:
     async def test_text_changes_in_a_run_leave_the_vectors_one_by_one_would(
         self, service_factory: ServiceFactory
     ) -> None:
-        """A run's new texts are embedded in one call from the memories as read before it; an
-        update whose memory an earlier change of the run retitled is refused by the backend
-        (TextChanged) and made again on its own, so every vector is that of the final text."""
+        """A run's new texts are embedded in one call, from the memories as read before it
+        with the run's earlier changes applied: a memory changed twice in the run gets the
+        vector of its final text, as one by one."""
         operations = [
             create("the walrus sleeps", title="Animals"),
             create("sourdough with rye"),
@@ -343,9 +345,141 @@ class TestChangesWithVectors:
                 index = storage.store._tenant("acme").vectors
                 vectors.append([index.get(memory_id) for memory_id in ids])
                 if bulk:
-                    assert storage.calls["change_many"] == 2  # refused one, then the rest
+                    assert storage.calls["change_many"] == 1
                     [final] = await embedder.embed(["Sea life\nthe walrus swims"])
                     assert vectors[-1][0] == pytest.approx(final, abs=1e-6)
         assert vectors[1][2] is None
         for plain, bulky in zip(vectors[0], vectors[1], strict=True):
             assert plain == (None if bulky is None else pytest.approx(bulky, abs=1e-6))
+
+    async def test_a_text_another_batch_changed_is_refused_and_made_alone(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        """The run's vectors are made before its call; a batch that retitles a memory in
+        between makes the backend refuse that update (TextChanged): it runs alone, embedded
+        again, and the rest of the run goes on."""
+        storage = FaultyStorage(bulk=True)
+        async with WordLlamaEmbedder() as embedder:
+            service = await service_factory(storage=storage, embedder=embedder)
+            first = await service.create("old content", title="Old title")
+            second = await service.create("second memory")
+            storage.delay("change_many", 0.2, times=1)
+            run = [update(first, content="new content"), update(second, content="second new")]
+            pending = asyncio.create_task(service.batch(run))
+            await asyncio.sleep(0.05)
+            status, _ = await service.batch([update(first, title="New title")])
+            assert status == 200
+            status, body = await pending
+            assert status == 200 and [op["attempts"] for op in ops_of(body)] == [1, 1]
+            assert storage.calls["change_many"] == 1
+            assert storage.calls["update"] == 3  # the other batch's, then each of the run alone
+            vectors = storage.store._tenant("acme").vectors
+            [expected] = await embedder.embed(["New title\nnew content"])
+            assert vectors.get(first) == pytest.approx(expected, abs=1e-6)
+            [second_vector] = await embedder.embed(["second new"])
+            assert vectors.get(second) == pytest.approx(second_vector, abs=1e-6)
+
+
+class SlowEmbedder(WordLlamaEmbedder):
+    """The real embedder, `delay` seconds slower once `slow` is set; counts the texts."""
+
+    slow = False
+    delay = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        self.texts += len(texts)
+        if self.slow:
+            await asyncio.sleep(self.delay)
+        return await super().embed(texts)
+
+
+class TestPlanningAChangeRun:
+    """Found in review: reading and embedding for a run of changes happen inside the bulk
+    call, under its time-out and the batch deadline, and a fault there is the call's."""
+
+    async def both(
+        self,
+        service_factory: ServiceFactory,
+        operations: list[Any],
+        options: dict[str, Any],
+        prepare: Any,
+    ) -> list[Any]:
+        got = []
+        for bulk in (False, True):
+            storage = FaultyStorage(bulk=bulk)
+            async with SlowEmbedder() as embedder:
+                service = await service_factory(storage=storage, embedder=embedder)
+                ids = [await service.create(f"memory {i}") for i in range(3)]
+                prepare(storage, embedder)
+                status, body = await service.batch(
+                    [{**op, "id": ids[int(op["id"])]} for op in operations], options
+                )
+                got.append((status, same_text(comparable(body))))
+                if bulk:
+                    assert storage.calls["change_many"] + storage.calls["get"] >= 1
+        return got
+
+    async def test_a_slow_embedder_meets_the_deadline_as_one_by_one(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        def slow(storage: FaultyStorage, embedder: SlowEmbedder) -> None:
+            embedder.slow = True
+
+        operations = [update(str(i), content=f"changed {i}") for i in range(3)]
+        plain, bulky = await self.both(
+            service_factory, operations, {"timeout": 300, "parallel": False}, slow
+        )
+        assert plain == bulky
+        assert plain[0] == 207 and '"TIMEOUT"' in plain[1]
+
+    async def test_a_transient_read_fault_is_retried_as_one_by_one(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        def faulty_get(storage: FaultyStorage, embedder: SlowEmbedder) -> None:
+            storage.fail("get")
+
+        operations = [update(str(i), content=f"changed {i}") for i in range(3)]
+        for options in ({"max_retries": 2}, {"max_retries": 2, "parallel": False}):
+            plain, bulky = await self.both(service_factory, operations, options, faulty_get)
+            # Equal but for attempts: one by one, the first update's read fault cost it an
+            # attempt; in the bulk call it failed the call, which is not counted (README).
+            assert plain[0] == bulky[0] == 200
+            assert plain[1].replace('"attempts": 2', '"attempts": 1') == bulky[1]
+
+
+async def test_a_change_call_that_fails_whole_is_not_made_again_per_operation(
+    service_factory: ServiceFactory,
+) -> None:
+    """Found in review: after a failed call each operation started a new one for the rest."""
+    service, storage = await bulk_service(service_factory)
+    ids = [await service.create(f"memory {i}") for i in range(8)]
+    storage.fail("change_many", times=10, error=BackendError("down"))
+    status, _ = await service.batch([update(i, content="x") for i in ids])
+    assert status == 200
+    assert storage.calls["change_many"] == 1 and storage.calls["update"] == 8
+
+
+async def test_a_memory_changed_all_through_a_run_is_embedded_once_per_change(
+    service_factory: ServiceFactory,
+) -> None:
+    """Found in review: each refusal re-planned the rest of the run (5,050 texts for 100)."""
+    storage = FaultyStorage(bulk=True)
+    async with SlowEmbedder() as embedder:
+        service = await service_factory(storage=storage, embedder=embedder)
+        memory_id = await service.create("start", title="Start")
+        embedder.texts = 0
+        operations = [
+            update(memory_id, **({"content": f"content {i}"} if i % 2 else {"title": f"T{i}"}))
+            for i in range(100)
+        ]
+        status, body = await service.batch(operations)
+        assert status == 200 and ops_of(body)[-1]["result"]["version"] == 101
+        assert embedder.texts == 100 and storage.calls["change_many"] == 1
+        [final] = await embedder.embed(["T98\ncontent 99"])
+        assert storage.store._tenant("acme").vectors.get(memory_id) == pytest.approx(
+            final, abs=1e-6
+        )
