@@ -119,6 +119,12 @@ async def planned_changes(
     texts: dict[int, str] = {}
     memories: dict[str, Memory | None] = {}  # each target as the run will have left it
     faulted = False  # a change faults: the call's list ends there, later texts do not matter
+    # Only memories whose text some update of the run changes need reading.
+    read = {
+        target_of(run, index)
+        for index in indices
+        if isinstance(op := run.operations[index], UpdateOp) and op.patch.changes_text
+    }
     for position, index in enumerate(indices):
         op, memory_id = run.operations[index], target_of(run, index)
         assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
@@ -127,7 +133,7 @@ async def planned_changes(
             memories[memory_id] = None
             continue
         planned.append(PlannedUpdate(memory_id, op.patch, now))
-        if embedder is None or faulted:
+        if embedder is None or faulted or memory_id not in read:
             continue
         if memory_id not in memories:
             memories[memory_id] = await run.ops.get(run.tenant, memory_id)
