@@ -17,15 +17,14 @@ from batchsvc.storage import (
     Outcome,
     Page,
     PlannedChange,
-    PlannedDelete,
     PlannedUpdate,
     ToCreate,
     Vector,
-    apply_in_order,
 )
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
+from .sqlite_changes import change_rows
 from .sqlite_indexes import (
     Change,
     Created,
@@ -120,25 +119,7 @@ class Ops:
         vectors = [c.vector for c in changes if isinstance(c, PlannedUpdate) and c.vector]
 
         async def work(conn: aiosqlite.Connection) -> tuple[list[Outcome], list[Change]]:
-            effects: list[Change] = []
-
-            async def apply_one(change: PlannedChange) -> Outcome:
-                # Each in a savepoint: a change that raises its own fault leaves nothing.
-                await conn.execute("SAVEPOINT change")
-                outcome: Outcome
-                try:
-                    if isinstance(change, PlannedDelete):
-                        outcome, made = await _delete_on(conn, tenant, change.memory_id)
-                    else:
-                        outcome, made = await _update_on(conn, tenant, change)
-                except BaseException:
-                    await undo(conn, "change")
-                    raise
-                await conn.execute("RELEASE change")
-                effects.extend(made)
-                return outcome
-
-            return await apply_in_order(changes, apply_one, stop_at_miss=stop_at_miss), effects
+            return await change_rows(conn, tenant, changes, stop_at_miss)
 
         return await self._write(tenant, work, vectors)
 

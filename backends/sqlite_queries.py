@@ -36,7 +36,7 @@ def indexed_text(tenant_number: int, tokens: Iterable[str]) -> str:
     return prefix + joined if joined else ""
 
 
-def _dump(value: Any) -> str:
+def dump_json(value: Any) -> str:
     # orjson, as the service reads bodies: compact, key order and Unicode kept, and several
     # times faster than the stdlib, which a write pays twice. Its one refusal here, an integer
     # beyond 64 bits (which no request can carry, see `limits.HUGE`), goes to the stdlib.
@@ -102,8 +102,8 @@ def _row(
         memory.content,
         memory.title,
         memory.memory_type,
-        _dump(memory.metadata),
-        _dump(list(memory.tags)),
+        dump_json(memory.metadata),
+        dump_json(list(memory.tags)),
         memory.created_at,
         memory.updated_at,
         memory.version,
@@ -213,8 +213,8 @@ async def update(
             memory.content,
             memory.title,
             memory.memory_type,
-            _dump(memory.metadata),
-            _dump(list(memory.tags)),
+            dump_json(memory.metadata),
+            dump_json(list(memory.tags)),
             memory.updated_at,
             memory.version,
             old_length if tokens is None else len(tokens),
