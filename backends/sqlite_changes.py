@@ -4,8 +4,9 @@ Applying each change with `sqlite_queries.update` or `delete` costs five or so r
 aiosqlite's thread per change. Here every target is read in one SELECT, the changes are
 applied in order in Python (each exactly as `update` or `delete` would apply it, on the state
 the earlier ones left), and the final state of each touched row is written with one statement
-per kind. A change's own fault (FieldError, TextChanged) is found before anything is written,
-so it leaves nothing of itself, and the list ends with it.
+per kind. A change's own fault (FieldError, TextChanged, ValueError: also what SQLite would
+refuse to bind, such as a lone surrogate) is found before anything is written, so it leaves
+nothing of itself, and the list ends with it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import aiosqlite
 from attrs import define
 
 from batchsvc.embedding import embedding_text
-from batchsvc.errors import FieldError, TextChanged
+from batchsvc.errors import TextChanged
 from batchsvc.models import Memory
-from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdate, missed
+from batchsvc.storage import (
+    OWN_FAULTS,
+    Outcome,
+    PlannedChange,
+    PlannedDelete,
+    PlannedUpdate,
+    missed,
+)
 
 from . import sqlite_queries as q
 from .sqlite_indexes import Change, deleted, encode, written
@@ -39,6 +47,8 @@ class _Row:
     changed: bool = False
     words: tuple[str, ...] | None = None  # new words, if a change rewrote them
     vector: Any = _KEEP  # bytes or None once a change set it
+    metadata: str = ""  # the JSON columns, made once a change set them
+    tags: str = ""
 
 
 async def change_rows(
@@ -67,7 +77,7 @@ async def change_rows(
             try:
                 memory = change.patch.apply(live.memory, change.now)
                 text_changed = _update(live, memory, change)
-            except (FieldError, TextChanged) as fault:
+            except OWN_FAULTS as fault:
                 outcomes.append(fault)
                 break
             outcome = memory
@@ -92,16 +102,19 @@ async def _read(conn: aiosqlite.Connection, tenant: str, ids: list[str]) -> dict
 
 def _update(row: _Row, memory: Memory, change: PlannedUpdate) -> bool:
     """Apply one update to `row`, as `sqlite_queries.update` would (the same check, the same
-    vector rule); whether its embedded text changed. Raises TextChanged, changing nothing."""
+    vector rule); whether its embedded text changed. Everything that can fail comes before
+    the row changes: TextChanged, and the ValueError the statement would meet."""
     text = embedding_text(memory.title, memory.content)
     if change.vector is not None and change.vector_text is not None and text != change.vector_text:
         raise TextChanged(memory.id)
     old = row.memory
     text_changed = embedding_text(old.title, old.content) != text
-    if change.patch.changes_text:
-        row.words = tuple(q.words(memory))
-    if change.vector is not None or text_changed:
-        row.vector = encode(change.vector)
+    words = tuple(q.words(memory)) if change.patch.changes_text else row.words
+    vector = encode(change.vector) if change.vector is not None or text_changed else row.vector
+    metadata, tags = q.dump_json(memory.metadata), q.dump_json(list(memory.tags))
+    for value in (memory.content, memory.title or "", memory.memory_type, metadata, tags):
+        value.encode()  # what SQLite could not bind (a lone surrogate) fails here, and alone
+    row.words, row.vector, row.metadata, row.tags = words, vector, metadata, tags
     row.memory, row.changed = memory, True
     return text_changed
 
@@ -149,8 +162,8 @@ def _values(row: _Row, with_vector: bool) -> tuple[Any, ...]:
         m.content,
         m.title,
         m.memory_type,
-        q.dump_json(m.metadata),
-        q.dump_json(list(m.tags)),
+        row.metadata,
+        row.tags,
         m.updated_at,
         m.version,
         length,

@@ -21,7 +21,9 @@ from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
 from test_bulk_calls import BATCHES, same_text, stored_as_data
 
 from batchsvc import run_state
-from batchsvc.models import SearchQuery
+from batchsvc.models import MemoryPatch, SearchQuery
+from batchsvc.storage import PlannedDelete, PlannedUpdate
+from batchsvc.testing import LATER, make_memory
 
 WITH_VECTORS = [
     create("the walrus sleeps", title="Animals"),
@@ -126,3 +128,24 @@ async def test_sqlite_gives_the_results_of_one_by_one(
         got.append((status, same_text(comparable(body)), await stored_as_data(service)))
         await indexes_match_the_file(store, path, embedder)
     assert got[0] == got[1]
+
+
+async def test_what_sqlite_cannot_store_is_that_changes_own_fault(tmp_path: Path) -> None:
+    """Found in review: a lone surrogate, which SQLite refuses to bind (UnicodeEncodeError, a
+    ValueError), failed the whole bulk call; one by one it fails only its own update."""
+    async with SQLiteStore(str(tmp_path / "odd.db")) as store:
+        first, second = make_memory("the walrus sleeps"), make_memory("the seal swims")
+        await store.create_many("acme", [(first, None), (second, None)])
+        outcomes = await store.change_many(
+            "acme",
+            [
+                PlannedUpdate(first.id, MemoryPatch(content="seal"), LATER),
+                PlannedUpdate(second.id, MemoryPatch(content="bad \ud800"), LATER),
+                PlannedDelete(first.id),
+            ],
+            stop_at_miss=False,
+        )
+        assert len(outcomes) == 2 and isinstance(outcomes[1], ValueError)
+        changed = await store.get("acme", first.id)
+        assert changed is not None and changed.content == "seal"
+        assert await store.get("acme", second.id) == second
