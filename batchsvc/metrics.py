@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from batchsvc.operations import OPERATION_TYPES
 from batchsvc.results import BatchResult
 
-BatchOutcome = Literal["success", "partial", "atomic_failed", "validate_only"]
+BatchOutcome = Literal["success", "partial", "atomic_failed", "validate_only", "error"]
 StorageOutcome = Literal["ok", "error"]
 
 # Methods outside this set are folded into "other": a client may send any token as a method,
@@ -71,7 +71,7 @@ class Metrics:
         self.batches = Counter(
             "batchsvc_batches_total",
             "Batches run through POST /api/v1/batch, by outcome "
-            "(success, partial, atomic_failed, validate_only).",
+            "(success, partial, atomic_failed, validate_only, error).",
             ["outcome"],
             registry=registry,
         )
@@ -126,6 +126,12 @@ class Metrics:
         for op in result.operations:
             kind = op.type if op.type in OPERATION_TYPES else "invalid"
             self._child(self.operations, kind, op.status).inc()
+
+    def batch_errored(self, operations: int) -> None:
+        """A batch that ran and failed as a whole, with no result per operation (an atomic
+        batch whose commit failed: a 503)."""
+        self._child(self.batches, "error").inc()
+        self.batch_operations.observe(operations)
 
     def storage_call(self, method: str, outcome: StorageOutcome, seconds: float) -> None:
         self._child(self.storage_duration, method, outcome).observe(seconds)

@@ -138,6 +138,21 @@ class TestCounts:
         )
         assert duration_count == 3
 
+    async def test_a_batch_that_fails_whole_is_counted_as_an_error(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        """An atomic batch whose transaction fails answers 503 with no per-operation results;
+        it was left out of the batch counts (noted since issue 2)."""
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty)
+        faulty.fail("transaction", error=BackendError("the disk is gone"))
+        status, body = await service.batch([CREATE, CREATE], {"atomic": True})
+        assert status == 503 and body["error"]["code"] == "BACKEND_UNAVAILABLE"
+        scraped = await scrape(service)
+        assert scraped.value("batchsvc_batches_total", outcome="error") == 1
+        assert scraped.value("batchsvc_batch_operations_sum") == 2
+        assert requests_to(scraped, "/api/v1/batch", 503) == 1
+
     async def test_storage_calls_are_timed_inside_and_outside_transactions(
         self, service: Service
     ) -> None:

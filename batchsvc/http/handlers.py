@@ -40,7 +40,11 @@ async def batch(request: web.Request) -> web.Response:
     )
     batch_id = batch_id_from_header(request.headers.get("X-Batch-Id"))
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
-    result = await executor.run(request[TENANT], batch_request, batch_id, request[STARTED])
+    try:
+        result = await executor.run(request[TENANT], batch_request, batch_id, request[STARTED])
+    except ApiError:
+        request.app[METRICS].batch_errored(len(batch_request.operations))
+        raise
     request.app[METRICS].batch_finished(result, validate_only=batch_request.options.validate_only)
     data = result.to_json(_elapsed_ms(request))
     headers = {"X-Batch-Id": batch_id}
