@@ -112,6 +112,10 @@ class _Ops:
     async def get(self, tenant: str, memory_id: str) -> Memory | None:
         return self._data(tenant).memories.get(memory_id)
 
+    async def get_many(self, tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+        memories = self._data(tenant).memories
+        return {i: memories[i] for i in memory_ids if i in memories}
+
     async def change_many(
         self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
     ) -> list[Outcome]:
@@ -220,6 +224,10 @@ class _LockedOps(_Ops):
     async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
         async with self._store._tenant(tenant).lock:
             await super().create_many(tenant, items)
+
+    async def get_many(self, tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+        async with self._store._tenant(tenant).lock:
+            return await super().get_many(tenant, memory_ids)
 
     async def change_many(
         self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool

@@ -113,6 +113,10 @@ class Ops:
 
         return await self._write(tenant, work)
 
+    async def get_many(self, tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+        async with self._reading(tenant) as conn:
+            return await q.fetch_many(conn, tenant, memory_ids)
+
     async def change_many(
         self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
     ) -> list[Outcome]:

@@ -72,6 +72,19 @@ async def fetch(conn: aiosqlite.Connection, tenant: str, memory_id: str) -> Memo
     return to_memory(rows[0]) if rows else None
 
 
+async def fetch_many(
+    conn: aiosqlite.Connection, tenant: str, memory_ids: Sequence[str]
+) -> dict[str, Memory]:
+    if not memory_ids:
+        return {}
+    rows = await conn.execute_fetchall(
+        f"SELECT {COLUMNS} FROM memories "
+        f"WHERE tenant = ? AND id IN ({', '.join('?' * len(memory_ids))})",
+        (tenant, *memory_ids),
+    )
+    return {memory.id: memory for memory in map(to_memory, rows)}
+
+
 async def _count_in(conn: aiosqlite.Connection, tenant: str, docs: int, tokens: int) -> int:
     """Add to the tenant's totals (creating its row) and return its number."""
     rows = list(

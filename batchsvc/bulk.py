@@ -111,9 +111,9 @@ async def planned_changes(
     run: BatchRun, indices: list[int], embedder: Embedder | None
 ) -> list[PlannedChange]:
     """The changes of the operations at `indices`, text-changing updates with the vector of
-    the text they will leave: each memory is read once, and the run's earlier changes are
-    applied to it here in order, so that only another batch can make a text stale. One
-    embedder call for all. Raises what `get` or the embedder raise (`EmbeddingFailed`)."""
+    the text they will leave: the memories are read in one call (`get_many`), and the run's
+    earlier changes are applied to them here in order, so that only another batch can make a
+    text stale. One embedder call for all. Raises what the read or the embedder raise."""
     now = utc_now()
     planned: list[PlannedChange] = []
     texts: dict[int, str] = {}
@@ -125,6 +125,10 @@ async def planned_changes(
         for index in indices
         if isinstance(op := run.operations[index], UpdateOp) and op.patch.changes_text
     }
+    if embedder is not None and read:
+        assert run.changes is not None
+        found = await run.changes.get_many(run.tenant, sorted(i for i in read if i))
+        memories.update({memory_id: found.get(memory_id) for memory_id in read if memory_id})
     for position, index in enumerate(indices):
         op, memory_id = run.operations[index], target_of(run, index)
         assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
@@ -135,8 +139,6 @@ async def planned_changes(
         planned.append(PlannedUpdate(memory_id, op.patch, now))
         if embedder is None or faulted or memory_id not in read:
             continue
-        if memory_id not in memories:
-            memories[memory_id] = await run.ops.get(run.tenant, memory_id)
         current = memories[memory_id]
         if current is None:
             continue  # the update will find no memory: NOT_FOUND

@@ -41,6 +41,7 @@ class _MeteredOps:
             self.create_many = self._create_many(inner)
         if isinstance(inner, ChangesMany):
             self.change_many = self._change_many(inner)
+            self.get_many = self._get_many(inner)
 
     def _create_many(
         self, inner: CreatesMany
@@ -58,6 +59,12 @@ class _MeteredOps:
             return await self._timed("change_many", call)
 
         return change_many
+
+    def _get_many(self, inner: ChangesMany) -> Callable[..., Awaitable[dict[str, Memory]]]:
+        async def get_many(tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+            return await self._timed("get_many", inner.get_many(tenant, memory_ids))
+
+        return get_many
 
     async def _timed(self, method: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()

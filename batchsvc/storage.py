@@ -173,6 +173,11 @@ class ChangesMany(Protocol):
         memory (None or False). If the call itself raises (a BackendError, say) or is
         cancelled before its end, none of the changes was applied."""
 
+    async def get_many(self, tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+        """The tenant's memories with these ids, by id (those it has not are left out), as
+        `get` would give each. The executor reads a run's memories with it, to embed the
+        texts the run's updates will leave."""
+
 
 #: Embeds texts for `DurableVectors.reembed`: one unit vector per text, in order.
 EmbedTexts = Callable[[list[str]], Awaitable[list[Vector]]]

@@ -83,6 +83,7 @@ class _FaultyOps:
             self.create_many = self._create_many(inner)
         if bulk and isinstance(inner, ChangesMany):
             self.change_many = self._change_many(inner)
+            self.get_many = self._get_many(inner)
 
     def _create_many(
         self, inner: CreatesMany
@@ -101,6 +102,13 @@ class _FaultyOps:
             return await inner.change_many(tenant, changes, stop_at_miss=stop_at_miss)
 
         return change_many
+
+    def _get_many(self, inner: ChangesMany) -> Callable[..., Awaitable[dict[str, Memory]]]:
+        async def get_many(tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
+            await self.faults.before("get_many")
+            return await inner.get_many(tenant, memory_ids)
+
+        return get_many
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
         await self.faults.before("create")

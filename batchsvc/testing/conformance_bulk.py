@@ -232,3 +232,11 @@ class ChangesConformance(ConformanceBase):
         assert await storage.get(TENANT, kept.id) == kept
         assert await storage.get(TENANT, gone.id) == gone
         assert {h.memory.id for h in await lexical(storage, "walrus")} == {kept.id, gone.id}
+
+    async def test_get_many_gives_the_tenants_memories_by_id(self, storage: Storage) -> None:
+        bulk = changes_of(storage)
+        first, second = await put(storage, "first"), await put(storage, "second")
+        theirs = await put(storage, "theirs", tenant=OTHER)
+        found = await bulk.get_many(TENANT, [second.id, MISSING, first.id, theirs.id])
+        assert found == {first.id: first, second.id: second}
+        assert await bulk.get_many(TENANT, []) == {}
