@@ -47,7 +47,7 @@ def want_bool(value: Any, path: str) -> bool:
 
 def want_int(value: Any, path: str, low: int, high: int) -> int:
     # bool is an int subclass in Python; JSON true is not a number.
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         raise FieldError(path, "must_be_integer", f"{path} must be an integer")
     if not low <= value <= high:
         raise FieldError(path, "out_of_range", f"{path} must be between {low} and {high}")
