@@ -51,8 +51,10 @@ def json_depth(value: Any) -> int:
 
 
 # orjson reads an integer literal outside [-2**63, 2**64) as a float, without a word. After
-# parsing it cannot be told from a float literal, so every whole number of this magnitude is
-# refused (send it as a string) rather than stored with its digits silently changed.
+# parsing it cannot be told from a float literal, so every whole float of magnitude 2**63 or
+# more is refused (send it as a string) rather than stored with its digits silently changed.
+# Integer literals inside that range parse exactly, so they are kept, 2**63 to 2**64 - 1
+# included: refusing them would also fail every later metadata update of a memory that holds one.
 HUGE = float(2**63)
 
 

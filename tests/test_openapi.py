@@ -334,8 +334,8 @@ UNEXPRESSIBLE_REASONS = {
     "too_large",  # metadata over 16 KiB encoded
     "too_deep",  # metadata nested over 8 levels
     "too_many",  # over 64 tags once duplicates are removed
-    # a whole number of magnitude 2^63 or more in metadata or a filter (an integer literal
-    # that large cannot be kept exactly; JSON Schema has no way to say so for free-form data)
+    # a whole number past the 64-bit integers in metadata or a filter (an integer literal that
+    # large cannot be kept exactly; JSON Schema has no way to say so for free-form data)
     "number_out_of_range",
 }
 

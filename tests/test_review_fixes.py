@@ -131,7 +131,15 @@ class TestOddInput:
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
         assert b'"UNAUTHORIZED"' in answer
 
-    @pytest.mark.parametrize("number", ["123456789012345678901234567890", "-9223372036854775809"])
+    @pytest.mark.parametrize(
+        "number",
+        [
+            "123456789012345678901234567890",
+            "18446744073709551616",  # 2^64: the first integer literal orjson reads as a float
+            "-9223372036854775809",  # -2^63 - 1
+            "1e19",  # a whole float of magnitude 2^63 or more: its digits may not be the sent ones
+        ],
+    )
     async def test_integers_past_64_bits_fail_their_operation(
         self, service: Service, number: str
     ) -> None:
@@ -159,6 +167,29 @@ class TestOddInput:
             "reason": "number_out_of_range",
         }
         assert [m["content"] for m in await stored(service)] == ["fine"]
+
+    async def test_the_documented_integer_range_is_kept_exactly_at_both_ends(
+        self, service: Service
+    ) -> None:
+        """README: integer literals from -2^63 to 2^64 - 1 are kept, in metadata and filters."""
+        # Written by hand, as above; LOW is -2^63 and HIGH is 2^64 - 1.
+        raw = (
+            '{"operations": ['
+            '{"type": "create", "data": {"content": "ends", "metadata": {"lo": LOW, "hi": HIGH}}},'
+            ' {"type": "search", "query": "ends", "options": {"mode": "lexical",'
+            ' "filters": {"lo": LOW, "hi": {"$gte": HIGH}}}}]}'
+        )
+        raw = raw.replace("LOW", "-9223372036854775808").replace("HIGH", "18446744073709551615")
+        response = await service.client.post(
+            "/api/v1/batch",
+            data=raw.encode(),
+            headers={**service.auth(), "Content-Type": "application/json"},
+        )
+        assert response.status == 200, await response.text()
+        created, found = ops_of(await response.json())
+        [hit] = found["result"]["results"]
+        assert hit["id"] == created["result"]["id"]
+        assert hit["metadata"] == {"lo": -(2**63), "hi": 2**64 - 1}
 
     async def test_long_digit_runs_in_strings_and_64_bit_integers_pass(
         self, service: Service
