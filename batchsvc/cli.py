@@ -47,6 +47,8 @@ def _serve(config: Config, host: str | None, port: int | None) -> None:
     from batchsvc.http.app import create_app, freeze_startup_heap
 
     configure_logging(config.logging.level, config.logging.json)
+    # A damaged keys file would turn every request away; refuse to start instead (main()).
+    KeyStore(Path(config.auth.keys_file)).check()
     app = create_app(config)
     freeze_startup_heap(app)  # appended last: runs once the store and embedder have started
     web.run_app(
@@ -146,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except VectorsMismatch as error:
         print(f"batchsvc: cannot start: {error}", file=sys.stderr)
+        return 2
+    except KeyFileError as error:
+        print(
+            f"batchsvc: cannot start: the API keys file is damaged: {error}. Restore it from a "
+            "backup, or move it away and make new keys with `batchsvc keys create`.",
+            file=sys.stderr,
+        )
         return 2
 
 

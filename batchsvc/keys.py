@@ -63,36 +63,52 @@ class KeyStore:
     path: Path
     _keys: dict[str, ApiKey] | None = None
     _stamp: tuple[int, int] | None = None
+    #: The version (stamp) of a damaged file and what is wrong with it: not read again, and
+    #: logged once, until the file changes.
+    _damaged: tuple[tuple[int, int], str] | None = None
+    _reported: tuple[int, int] | None = None
 
     def _load(self) -> dict[str, ApiKey]:
+        """The keys; KeyFileError if the file exists and is not a keys file."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             self._keys, self._stamp = {}, None
             return self._keys
         stamp = (stat.st_mtime_ns, stat.st_size)
-        if self._keys is None or stamp != self._stamp:
+        if self._keys is not None and stamp == self._stamp:
+            return self._keys
+        if self._damaged is None or self._damaged[0] != stamp:
             try:
                 records = orjson.loads(self.path.read_bytes())["keys"]
-                keys = {r["key_hash"]: ApiKey(**r) for r in records}
-            except (ValueError, KeyError, TypeError) as error:
-                raise KeyFileError(f"{self.path}: not a keys file this release wrote") from error
-            self._keys, self._stamp = keys, stamp
-        return self._keys
+                self._keys = {r["key_hash"]: ApiKey(**r) for r in records}
+                self._stamp, self._damaged = stamp, None
+                return self._keys
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                self._damaged = (stamp, f"{type(error).__name__}: {error}")
+        raise KeyFileError(f"{self.path}: not a keys file this release wrote ({self._damaged[1]})")
+
+    def check(self) -> None:
+        """Raise KeyFileError if the file exists and cannot be read: `serve` refuses to start."""
+        self._load()
 
     def authenticate(self, key: str) -> ApiKey | None:
-        """The active key with this secret, or None."""
+        """The active key with this secret, or None. KeyFileError when the keys file is
+        damaged: that is the server's fault, not the key's, so the caller answers 503."""
         # Keys are ASCII; a header with other bytes (aiohttp keeps them as surrogates) is
         # simply not a key, never a crash while hashing it.
         if not key.startswith(KEY_PREFIX) or not key.isascii():
             return None
         try:
             found = self._load().get(hash_key(key))
-        except KeyFileError:
-            # Fail closed: a damaged keys file lets nobody in (401), and says why in the log,
-            # rather than answering every request with a 500.
-            log.error("keys_file_unreadable", path=str(self.path))
-            return None
+        except KeyFileError as error:
+            # Fail closed, and say so once per damaged version of the file (not per request):
+            # an operator must fix or restore it; the next good version is read at once.
+            assert self._damaged is not None
+            if self._reported != self._damaged[0]:
+                self._reported = self._damaged[0]
+                log.error("keys_file_unreadable", path=str(self.path), error=str(error))
+            raise
         # The dict lookup already matched the hash; compare again in constant time anyway so
         # that a future change to the lookup cannot open a timing side channel.
         if found is None or not hmac.compare_digest(found.key_hash, hash_key(key)):

@@ -195,7 +195,8 @@ class TestLogs:
 
 
 class TestDamagedKeysFile:
-    """A damaged keys file is never overwritten by the CLI, and lets nobody in (401, not 500)."""
+    """A damaged keys file is never overwritten by the CLI, stops `serve` from starting, and
+    while serving turns every keyed request away with 503 (the server's fault, not the key's)."""
 
     def test_cli_refuses_and_keeps_the_file(self, tmp_path: Path, config_file: Path) -> None:
         keys = tmp_path / "state" / "keys.json"
@@ -208,17 +209,43 @@ class TestDamagedKeysFile:
         assert "keys.json" in made.stderr
         assert keys.read_text(encoding="utf-8") == "{not json"
 
-    def test_server_answers_401(self, served_process: Served, tmp_path: Path) -> None:
+    def test_serve_refuses_to_start(self, tmp_path: Path, config_file: Path) -> None:
         keys = tmp_path / "state" / "keys.json"
+        keys.parent.mkdir()
+        keys.write_text('{"keys": [{"key_id": 1}]}', encoding="utf-8")
+        started = run_cli("serve", "--config", str(config_file), "--port", "0", cwd=tmp_path)
+        assert started.returncode == 2
+        assert (
+            "cannot start" in started.stderr and str(Path("state") / "keys.json") in started.stderr
+        )
+        assert "Traceback" not in started.stderr
+
+    def test_damaged_while_serving_answers_503_until_repaired(
+        self, served_process: Served, tmp_path: Path
+    ) -> None:
+        keys = tmp_path / "state" / "keys.json"
+        good = keys.read_bytes()
         keys.write_text('{"keys": "broken"}', encoding="utf-8")
         request = urllib.request.Request(
             f"{served_process.base}/api/v1/memories",
             headers={"Authorization": f"Bearer {served_process.key}"},
         )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=5)
-        assert refused.value.code == 401
-        assert "keys_file_unreadable" in served_process.stop()
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 503
+            error = json.load(refused.value)["error"]
+            assert error["code"] == "BACKEND_UNAVAILABLE"
+            assert error["details"] == {"reason": "keys_file_unreadable"}
+            assert refused.value.headers["X-Request-Id"]
+        keys.write_bytes(good)  # repaired: read again at once, no restart
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        lines = [json.loads(line) for line in served_process.stop().splitlines() if line[:1] == "{"]
+        reported = [line for line in lines if line["event"] == "keys_file_unreadable"]
+        # Once per damaged version of the file, not once per request; it names the file.
+        assert len(reported) == 1
+        assert reported[0]["level"] == "error" and reported[0]["path"].endswith("keys.json")
 
 
 class TestDefaultStorage:

@@ -22,6 +22,7 @@ from batchsvc.http.keys import (
     TENANT,
 )
 from batchsvc.http.responses import error_response, from_http_exception
+from batchsvc.keys import KeyFileError
 
 log = structlog.get_logger("batchsvc.http")
 
@@ -100,7 +101,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
         return await handler(request)
     token = _bearer(request)
-    key = request.app[KEY_STORE].authenticate(token) if token else None
+    try:
+        key = request.app[KEY_STORE].authenticate(token) if token else None
+    except KeyFileError:
+        # The server cannot tell a good key from a bad one: not the client's fault (never
+        # 401), nothing served (fail closed). KeyStore logged which file and why.
+        raise ApiError(
+            ErrorCode.BACKEND_UNAVAILABLE,
+            "the server cannot read its API keys; an operator must repair the keys file",
+            {"reason": "keys_file_unreadable"},
+        ) from None
     if key is None:
         raise ApiError(
             ErrorCode.UNAUTHORIZED,
