@@ -172,7 +172,7 @@ class SQLiteStore(Ops):
             raise asyncio.CancelledError
         return indexes
 
-    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
         indexes = self._cache.get(tenant)
         if indexes is None:
             async with self._write_lock:
@@ -230,7 +230,7 @@ class SQLiteStore(Ops):
                 except BaseException:
                     await undo(conn)
                     raise
-            ops = TransactionOps(self._loaded, conn, tenant)
+            ops = TransactionOps(self._loaded_indexes, conn, tenant)
             try:
                 yield ops
             except BaseException:

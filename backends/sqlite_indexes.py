@@ -9,9 +9,11 @@ rolled-back write never changes them. Scoring BM25 in memory is what makes a que
 words fast at 100,000 memories: FTS5 cannot give our scores without visiting every row that
 holds a query word, and doing so cost ~0.4 s per query.
 
-A transaction stages its vector changes; its own searches see them through `StagedVectors`,
-and score words with SQL over its own uncommitted rows (`sqlite_search.lexical_scores`, the
-same scores); the indexes get the changes only when the transaction commits.
+A transaction stages its changes; its own searches see them on top of the committed indexes
+through `StagedVectors` and `StagedWords`, with the same scores the indexes will give once it
+commits, and as fast as any search (scoring its words in SQL instead cost ~0.2 s a query at
+30,000 memories, all of it with the database's one writer held). The indexes get the changes
+only when the transaction commits.
 
 The indexes are built while the backend's write lock is held, so no commit can land between
 the read of the file and their first use: every later commit updates them. One process owns
@@ -29,14 +31,13 @@ import aiosqlite
 import numpy as np
 
 from batchsvc.filters import matches
-from batchsvc.lexical import LexicalIndex
+from batchsvc.lexical import LexicalIndex, Overlay
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores, ranked, select_fetching
 from batchsvc.storage import ToCreate, Vector
 from batchsvc.vectors import Row, Scores, VectorIndex, refuse_other_sizes
 
 from .sqlite_queries import COLUMNS, NewRow, kind_filters, to_memory, words
-from .sqlite_search import lexical_scores
 
 
 class Change(NamedTuple):
@@ -236,19 +237,32 @@ class StagedVectors:
         return self._base.row(doc_id)
 
 
-class _Fixed:
-    """Lexical scores computed beforehand, in the shape `batchsvc.ranking` reads."""
+class StagedWords:
+    """A transaction's view of the words: the committed index with its own staged changes on
+    top (`batchsvc.lexical.Overlay`), scored as the index will score them after the commit."""
 
-    def __init__(self, scores: dict[str, float]) -> None:
-        self._ids: list[str | None] = list(scores)
-        self._scores: Scores = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
-        self._rows = {memory_id: row for row, memory_id in enumerate(scores)}
+    def __init__(self, base: LexicalIndex, staged: Iterable[Change]) -> None:
+        hidden: set[str] = set()
+        added: dict[str, list[str]] = {}
+        for change in staged:
+            if change.gone or change.words is not None:
+                # Gone, or new words: its committed version no longer counts.
+                hidden.add(change.memory_id)
+                added.pop(change.memory_id, None)
+                if not change.gone:
+                    added[change.memory_id] = list(change.words or ())
+            # words None and not gone: a change that left the words as they were.
+        self._base = base
+        self._overlay = Overlay(base.row_count, hidden, list(added.items()))
+        self._rows = {memory_id: base.row_count + k for k, memory_id in enumerate(added)}
 
-    def score_rows(self, query: str) -> tuple[list[str | None], Scores]:
-        return self._ids, self._scores
+    def score_rows(self, query: str) -> tuple[list[str], Scores]:
+        return self._base.score_rows(query, self._overlay)
 
     def row(self, doc_id: str) -> int | None:
-        return self._rows.get(doc_id)
+        if doc_id in self._rows:
+            return self._rows[doc_id]
+        return None if doc_id in self._overlay.hidden else self._base.row(doc_id)
 
 
 async def indexed_search(
@@ -256,15 +270,9 @@ async def indexed_search(
     tenant: str,
     query: SearchQuery,
     vectors: VectorScores,
-    words: LexicalScores | None,
+    words: LexicalScores,
 ) -> list[SearchHit]:
-    """A search in any mode, ranked exactly as the in-memory backend ranks it. `words` None:
-    score the words with SQL on `conn` (a transaction's view of its own writes)."""
-    if words is None:
-        found: dict[str, float] = {}
-        if query.mode != "semantic":
-            found = await lexical_scores(conn, tenant, query.text, query.tags, query.memory_type)
-        words = _Fixed(found)
+    """A search in any mode, ranked exactly as the in-memory backend ranks it."""
     where, params = kind_filters(query.tags, query.memory_type)
 
     async def fetch(ids: list[str]) -> dict[str, Memory]:

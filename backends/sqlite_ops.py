@@ -28,7 +28,9 @@ from .sqlite_changes import change_rows
 from .sqlite_indexes import (
     Change,
     Created,
+    Indexes,
     StagedVectors,
+    StagedWords,
     check,
     created,
     deleted,
@@ -40,8 +42,10 @@ from .sqlite_indexes import (
 from .sqlite_support import Work, run_to_end, translated_errors, undo
 
 T = TypeVar("T")
-#: The store's loader of a tenant's vector index; callable while its write lock is held.
+#: The store's loaders of a tenant's vector index, and of both its indexes; callable while
+#: its write lock is held.
 Loader = Callable[[str], Awaitable[VectorIndex]]
+IndexesLoader = Callable[[str], Awaitable[Indexes]]
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
@@ -69,8 +73,8 @@ class Ops:
         than through `work`, to the same effect."""
         raise NotImplementedError
 
-    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
-        """What a search ranks by: vectors, and words (None: score them in SQL)."""
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
+        """What a search ranks by: vectors and words."""
         raise NotImplementedError
 
     async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
@@ -159,7 +163,7 @@ class TransactionOps(Ops):
     transaction, so an operation cut short (cancelled, failed) leaves no half of itself behind.
     """
 
-    def __init__(self, loaded: Loader, conn: aiosqlite.Connection, tenant: str) -> None:
+    def __init__(self, loaded: IndexesLoader, conn: aiosqlite.Connection, tenant: str) -> None:
         self._loaded = loaded
         self._conn = conn
         self._tenant = tenant
@@ -190,12 +194,16 @@ class TransactionOps(Ops):
             with translated_errors():
                 yield self._conn
 
-    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores | None]:
+    async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
         async with self._lock:
             self._check(tenant)
-            # The transaction holds the store's write lock, as loading requires. Words are
-            # scored in SQL, which sees this transaction's own rows.
-            return StagedVectors(await self._loaded(tenant), vectors_of(self.staged)), None
+            # The transaction holds the store's write lock, as loading requires, so no commit
+            # changes the indexes under these views while they are used.
+            indexes = await self._loaded(tenant)
+            return (
+                StagedVectors(indexes.vectors, vectors_of(self.staged)),
+                StagedWords(indexes.words, self.staged),
+            )
 
     async def _write(
         self,
@@ -207,7 +215,7 @@ class TransactionOps(Ops):
         async with self._lock:
             self._check(tenant)
             if vectors:
-                check(await self._loaded(tenant), vectors_of(self.staged), vectors)
+                check((await self._loaded(tenant)).vectors, vectors_of(self.staged), vectors)
             with translated_errors():
                 try:
                     await self._conn.execute("SAVEPOINT operation")

@@ -124,42 +124,87 @@ class LexicalIndex:
         """The document's row in `score_rows`, or None if it is not indexed."""
         return self._rows.get(doc_id)
 
-    def score_rows(self, query: str) -> tuple[list[str], Scores]:
+    @property
+    def row_count(self) -> int:
+        """Rows `score_rows` scores, dead ones included: an overlay's rows come after them."""
+        return len(self._ids)
+
+    def score_rows(self, query: str, overlay: Overlay | None = None) -> tuple[list[str], Scores]:
         """Ids by row and each row's normalised BM25 score: above 0 for every live document
         sharing a term with the query, 0 for the rest (dead rows included).
 
-        The id list is the index's own (do not change it). Later writes only append to it or
-        compact into new lists: the rows scored here keep their ids, and no row is reused."""
-        # Sorted: the SQL path (backends/sqlite_search.py) adds the terms in this order too,
-        # so both give the same floats, not just the same rounded scores.
+        With an `overlay`, the scores are those the index would give with the overlay's
+        changes applied (its hidden documents removed, then its added ones indexed), without
+        changing the index: a transaction's view of its own writes. Added documents get rows
+        after the index's own, in the overlay's order.
+
+        The id list is the index's own (do not change it) when there is no overlay. Later
+        writes only append to it or compact into new lists: the rows scored here keep their
+        ids, and no row is reused."""
+        # Sorted: every path adds the terms in this order, so equal inputs give equal floats.
         terms = sorted(set(tokenize(query)))
-        size = len(self._ids)
-        scores: Scores = np.zeros(size)
-        live = len(self._rows)
-        if not terms or not live:
-            return self._ids, scores
         alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
+        lengths = np.frombuffer(self._lengths, dtype=np.float64)
+        ids, live, total = self._ids, len(self._rows), self._total_length
+        if overlay is not None and (overlay.hidden or overlay.added):
+            hidden = [
+                row for doc_id in overlay.hidden if (row := self._rows.get(doc_id)) is not None
+            ]
+            alive[hidden] = False
+            added = overlay.added
+            ids = [*self._ids, *(doc_id for doc_id, _ in added)]
+            live += len(added) - len(hidden)
+            total += sum(overlay.lengths) - float(lengths[hidden].sum())
+            alive = np.concatenate([alive, np.ones(len(added), dtype=bool)])
+            lengths = np.concatenate([lengths, np.asarray(overlay.lengths, dtype=np.float64)])
+        scores: Scores = np.zeros(len(ids))
+        if not terms or not live:
+            return ids, scores
         # Each term's live rows and counts; their number is the term's document frequency.
         found: dict[str, tuple[npt.NDArray[np.int32], Scores]] = {}
         for term in terms:
             pairs_of = self._postings.get(term)
-            if pairs_of is not None:
-                pairs = np.frombuffer(pairs_of, dtype=np.int32).reshape(-1, 2)
+            pairs = np.frombuffer(pairs_of or b"", dtype=np.int32).reshape(-1, 2)
+            if overlay is not None and term in overlay.postings:
+                pairs = np.concatenate([pairs, overlay.postings[term]])
+            if len(pairs):
                 live_pairs = pairs[alive[pairs[:, 0]]]
                 found[term] = live_pairs[:, 0], live_pairs[:, 1].astype(np.float64)
         weights = {term: idf(live, len(found[term][0]) if term in found else 0) for term in terms}
         ceiling = sum(weights[term] * (K1 + 1) for term in terms)
-        average = self._total_length / live or 1.0
-        lengths = np.frombuffer(self._lengths, dtype=np.float64)
+        average = total / live or 1.0
         for term, (rows, tf) in found.items():
             norm = K1 * (1 - B + B * lengths[rows] / average)
             # A row appears once per term, so this fancy-indexed add is exact.
             scores[rows] += weights[term] * tf * (K1 + 1) / (tf + norm)
         scores /= ceiling
         np.minimum(scores, 1.0, out=scores)
-        return self._ids, scores
+        return ids, scores
 
     def scores(self, query: str) -> dict[str, float]:
         """Normalised BM25 score of every document sharing a term with the query."""
         ids, scores = self.score_rows(query)
         return {ids[row]: float(scores[row]) for row in np.flatnonzero(scores > 0).tolist()}
+
+
+class Overlay:
+    """Changes to score on top of a `LexicalIndex` without applying them: documents `hidden`
+    (removed, or replaced by a new version), and documents `added` as (id, words), whose rows
+    follow the index's rows in this order. An overlay belongs to one index as it is: the
+    index must not change while the overlay is used (a transaction holds the writer)."""
+
+    def __init__(self, base_rows: int, hidden: Iterable[str], added: list[tuple[str, list[str]]]):
+        self.hidden = frozenset(hidden)
+        self.added = added
+        self.lengths = [float(len(words)) for _, words in added]
+        # term -> (row, count) pairs of the added documents, rows numbered after the index's.
+        pairs: dict[str, list[tuple[int, int]]] = {}
+        for k, (_, words) in enumerate(added):
+            counts: dict[str, int] = {}
+            for term in words:
+                counts[term] = counts.get(term, 0) + 1
+            for term, tf in counts.items():
+                pairs.setdefault(term, []).append((base_rows + k, tf))
+        self.postings = {
+            term: np.asarray(rows, dtype=np.int32).reshape(-1, 2) for term, rows in pairs.items()
+        }

@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,28 @@ def wait_until_up(base: str) -> None:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     raise AssertionError(f"{base} did not come up")
+
+
+@contextmanager
+def serve_process(
+    cwd: Path, config: Path, log_name: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A `batchsvc serve` process and its base URL, its log in `cwd/log_name`; killed if still
+    alive at the end."""
+    port = free_port()
+    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config)]
+    with (cwd / log_name).open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)

@@ -16,16 +16,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from attrs import define, field
-from support import free_port, run_cli, wait_until_up
+from support import run_cli, serve_process
 
 WORKERS = 6
 PLAIN_CREATES = 20
@@ -84,31 +81,6 @@ class Record:
     in_flight_at_kill: int = -1
     successes: int = 0
     killed: bool = False
-
-
-@contextmanager
-def _server(
-    cwd: Path, config: Path, log_name: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A `batchsvc serve` process and its base URL, its log in `cwd/log_name`; killed if still
-    alive at the end."""
-    port = free_port()
-    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config)]
-    with (cwd / log_name).open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=15)
 
 
 async def _post_batch(
@@ -329,7 +301,7 @@ def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
 
     records: list[Record] = []
     for round in range(ROUNDS):
-        with _server(tmp_path, config, f"round{round}.log") as (process, base):
+        with serve_process(tmp_path, config, f"round{round}.log") as (process, base):
             if records:
                 _verify(base, key, records)
             record = asyncio.run(_stream_and_kill(base, key, process, round))
@@ -341,7 +313,7 @@ def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
         assert record.unknown_requests >= 1, "no request was cut off by the kill"
         assert any(group.outcome == "success" and group.target for group in record.groups)
 
-    with _server(tmp_path, config, "last.log") as (process, base):
+    with serve_process(tmp_path, config, "last.log") as (process, base):
         _verify(base, key, records)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

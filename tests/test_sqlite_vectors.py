@@ -195,14 +195,21 @@ class TestIndexFollowsCommits:
                 for _ in range(4)
             ]
             live = [await store.search(TENANT, probe) for probe in probes]
-            # A transaction scores words in SQL: the same hits and scores as the index.
             async with store.transaction(TENANT) as tx:
-                in_sql = [await tx.search(TENANT, probe) for probe in probes]
-            for mine, theirs in zip(in_sql, live, strict=True):
+                # Nothing staged yet: the transaction sees the committed indexes.
+                assert [await tx.search(TENANT, probe) for probe in probes] == live
+                # Its searches see its own writes as the indexes will once it commits.
+                await _random_writes(tx, rng, memories, 30)
+                inside = [await tx.search(TENANT, probe) for probe in probes]
+                # Nobody else sees them meanwhile.
+                assert [await store.search(TENANT, probe) for probe in probes] == live
+            after = [await store.search(TENANT, probe) for probe in probes]
+            for mine, theirs in zip(inside, after, strict=True):
                 assert ids(mine) == ids(theirs)
                 assert [h.score for h in mine] == [h.score for h in theirs]  # same floats
+            assert inside != live  # the writes did change what was found
         async with open_store(db) as store:
-            assert [await store.search(TENANT, probe) for probe in probes] == live
+            assert [await store.search(TENANT, probe) for probe in probes] == after
 
 
 class TestSameRankingAsMemory:
@@ -318,3 +325,27 @@ class TestLoading:
             assert store._cache.get(TENANT) is not None
             hits = await store.search(TENANT, query)
             assert len(hits) == 5
+
+
+async def _random_writes(
+    ops: MemoryOps, rng: random.Random, memories: list[Memory], n: int
+) -> None:
+    """`n` random creates, content updates, metadata-only updates and deletes through `ops`
+    (`memories`, the live ones, kept up to date)."""
+    for _ in range(n):
+        vector = unit(*(rng.uniform(-1, 1) for _ in range(4))) if rng.random() < 0.8 else None
+        action = rng.random()
+        if action < 0.4 or not memories:
+            memory = make_memory(" ".join(rng.sample(WORDS, rng.randint(1, 4))))
+            await ops.create(TENANT, memory, vector)
+            memories.append(memory)
+        elif action < 0.6:
+            target = rng.choice(memories)
+            text = " ".join(rng.choices(WORDS, k=rng.randint(1, 6)))
+            await ops.update(TENANT, target.id, MemoryPatch(content=text), LATER, vector)
+        elif action < 0.8:
+            target = rng.choice(memories)
+            await ops.update(TENANT, target.id, MemoryPatch(tags=("t",)), LATER)
+        else:
+            target = memories.pop(rng.randrange(len(memories)))
+            await ops.delete(TENANT, target.id)
