@@ -65,6 +65,11 @@ def create_app(
     app = web.Application(
         middlewares=[metrics_middleware, envelope_middleware, auth_middleware],
         client_max_size=config.limits.max_body_bytes,
+        # Bodies reach the handlers as sent; `batchsvc.http.encoding` undoes their coding,
+        # so that a bad or unknown one gets the envelope (400, 415), not a crash or a plain
+        # text 400 from aiohttp's parser. handler_args reach every server made for this app
+        # (web.run_app, web.AppRunner, the test client), over their own arguments.
+        handler_args={"auto_decompress": False},
     )
     app[CONFIG] = config
     app[METRICS] = metrics
