@@ -19,6 +19,11 @@ from batchsvc.http.encoding import (
 )
 
 
+class ClientDisconnected(Exception):
+    """The client closed the connection before its body arrived whole: nobody is left to
+    answer, and it is no fault of the service (see `envelope_middleware`)."""
+
+
 def _too_large(limit: int, provided: int | None) -> ApiError:
     details: dict[str, Any] = {"max_bytes": limit}
     if provided is not None:
@@ -51,6 +56,11 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit, None) from None
+    except ConnectionError as error:
+        # aiohttp fails the body's stream with ConnectionResetError("Connection lost") when
+        # the connection closes mid-body (ClientConnectionResetError, a subclass, in some
+        # versions). A cancellation (handler_cancellation=True) is left to propagate.
+        raise ClientDisconnected from error
     if len(raw) > limit:
         raise _too_large(limit, len(raw))
     if coding is not None:
