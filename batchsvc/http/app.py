@@ -26,6 +26,7 @@ from batchsvc.http.keys import (
     STORAGE,
 )
 from batchsvc.http.middleware import auth_middleware, envelope_middleware, metrics_middleware
+from batchsvc.http.protocol import answer_protocol_errors_in_envelope
 from batchsvc.http.responses import json_response
 from batchsvc.keys import KeyStore
 from batchsvc.metered_storage import MeteredStorage
@@ -71,6 +72,8 @@ def create_app(
         # (web.run_app, web.AppRunner, the test client), over their own arguments.
         handler_args={"auto_decompress": False},
     )
+    # Requests aiohttp's parser refuses never reach the middlewares; see the module.
+    answer_protocol_errors_in_envelope(app)
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STORAGE] = backend
