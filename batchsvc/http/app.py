@@ -26,6 +26,7 @@ from batchsvc.http.keys import (
     STORAGE,
 )
 from batchsvc.http.middleware import auth_middleware, envelope_middleware, metrics_middleware
+from batchsvc.http.protocol import answer_protocol_errors_in_envelope
 from batchsvc.http.responses import json_response
 from batchsvc.keys import KeyStore
 from batchsvc.metered_storage import MeteredStorage
@@ -65,7 +66,14 @@ def create_app(
     app = web.Application(
         middlewares=[metrics_middleware, envelope_middleware, auth_middleware],
         client_max_size=config.limits.max_body_bytes,
+        # Bodies reach the handlers as sent; `batchsvc.http.encoding` undoes their coding,
+        # so that a bad or unknown one gets the envelope (400, 415), not a crash or a plain
+        # text 400 from aiohttp's parser. handler_args reach every server made for this app
+        # (web.run_app, web.AppRunner, the test client), over their own arguments.
+        handler_args={"auto_decompress": False},
     )
+    # Requests aiohttp's parser refuses never reach the middlewares; see the module.
+    answer_protocol_errors_in_envelope(app)
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STORAGE] = backend

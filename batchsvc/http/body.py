@@ -1,5 +1,5 @@
-"""Reading a JSON body under API.md's rules: 415, then 413 (never buffering past the limit),
-then 400 INVALID_JSON."""
+"""Reading a JSON body under API.md's rules: 415 (media type, then content coding), then 413
+(never buffering past the limit, before or after decoding), then 400 INVALID_JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ import orjson
 from aiohttp import web
 
 from batchsvc.errors import ApiError, ErrorCode
+from batchsvc.http.encoding import (
+    SUPPORTED,
+    DecodedTooLarge,
+    UndecodableBody,
+    UnsupportedEncoding,
+    content_coding,
+    decode,
+)
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its body arrived whole: nobody is left to
+    answer, and it is no fault of the service (see `envelope_middleware`)."""
 
 
 def _too_large(limit: int, provided: int | None) -> ApiError:
@@ -25,16 +38,43 @@ async def read_json(request: web.Request, limit: int) -> Any:
             "Content-Type must be application/json",
             {"content_type": request.content_type},
         )
+    try:
+        # Before the body is read: a coding we cannot undo makes the body unreadable.
+        coding = content_coding(request.headers.get("Content-Encoding"))
+    except UnsupportedEncoding as error:
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Encoding must be one of {', '.join(SUPPORTED)}",
+            {"content_encoding": error.coding},
+        ) from None
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit, declared)
     try:
-        # The app's client_max_size equals the limit, so aiohttp stops reading past it.
+        # The app's client_max_size equals the limit, so aiohttp stops reading past it. With
+        # a content coding this bounds the bytes received; `decode` bounds the decoded ones.
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit, None) from None
+    except ConnectionError as error:
+        # aiohttp fails the body's stream with ConnectionResetError("Connection lost") when
+        # the connection closes mid-body (ClientConnectionResetError, a subclass, in some
+        # versions). A cancellation (handler_cancellation=True) is left to propagate.
+        raise ClientDisconnected from error
     if len(raw) > limit:
         raise _too_large(limit, len(raw))
+    if coding is not None:
+        try:
+            raw = decode(raw, coding, limit)
+        except DecodedTooLarge:
+            raise _too_large(limit, None) from None
+        except UndecodableBody as error:
+            # The client sent no JSON we can read: API.md's "body is not valid JSON" row.
+            raise ApiError(
+                ErrorCode.INVALID_JSON,
+                f"request body could not be decoded as {coding} (its Content-Encoding)",
+                {"reason": str(error)},
+            ) from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:

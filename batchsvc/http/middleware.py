@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from batchsvc.errors import ApiError, ErrorCode
+from batchsvc.http.body import ClientDisconnected
 from batchsvc.http.keys import (
     API_POLICY,
     BATCH_POLICY,
@@ -27,6 +28,11 @@ from batchsvc.keys import KeyFileError
 log = structlog.get_logger("batchsvc.http")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+
+# nginx's non-standard status for "the client closed the connection before the answer": what
+# the request metrics and the request log line record for a client that hung up mid-body, so
+# that it counts neither as a server error (500) nor as a request answered.
+CLIENT_CLOSED_REQUEST = 499
 
 
 @web.middleware
@@ -71,6 +77,11 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
     except ApiError as error:
         response = error_response(error)
+    except ClientDisconnected:
+        # Any key holder could otherwise fill the error log and the 5xx rate by hanging up.
+        # This response is never sent (aiohttp finds the connection closed and drops it).
+        log.info("client_disconnected", reason="connection closed while the body was read")
+        response = web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
