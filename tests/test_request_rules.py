@@ -438,6 +438,12 @@ class TestInvalidOptions:
         self, service: Service, options: dict[str, Any]
     ) -> None:
         status, body = await service.batch(ONE_CREATE["operations"], options)
+        if status == 207 and options.get("timeout") == 1:
+            # Accepted all the same: 1 ms may run out before the create starts on a busy
+            # machine, and then the deadline, not the option check, speaks.
+            [op] = body["data"]["operations"]
+            assert op["error"]["code"] == "TIMEOUT", body
+            return
         assert status == 200, body
 
     async def test_null_options_are_not_an_object(self, service: Service) -> None:
