@@ -20,7 +20,7 @@ BATCH_POLICY = web.AppKey("batch_policy", Policy)
 API_POLICY = web.AppKey("api_policy", Policy)
 METRICS = web.AppKey("metrics", Metrics)
 
-# Request keys (aiohttp has no typed request keys; these names are the one place they live).
-STARTED = "batchsvc.started"
-TENANT = "batchsvc.tenant"
-RATE_HEADERS = "batchsvc.rate_headers"
+# Request keys: typed like the app's (aiohttp 3.14 warns about plain string keys).
+STARTED = web.RequestKey("started", float)  # time.monotonic() when the request arrived
+TENANT = web.RequestKey("tenant", str)
+RATE_HEADERS = web.RequestKey("rate_headers", dict[str, str])
