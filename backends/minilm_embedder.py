@@ -31,10 +31,10 @@ from attrs import frozen
 from batchsvc.config import ConfigError
 from batchsvc.storage import Vector
 
-from .threaded_embedder import ThreadedEmbedder, unit_rows
+from .threaded_embedder import Stop, ThreadedEmbedder, text_groups, unit_rows
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
 DIMENSIONS = 384
 TOKENIZER = Path(__file__).parent / "assets" / "minilm" / "tokenizer.json"
@@ -58,6 +58,8 @@ OPTIONS = frozenset(("threads", "max_tokens"))
 #: each padded to its own longest text: about 1.3x faster than one padded run of 100 memories
 #: (groups of 16 and 32 measured alike).
 GROUP = 32
+#: Characters tokenized between two checks of the call's `Stop`: one text at the content limit.
+TOKENIZE_CHARS = 100_000
 
 
 def missing_packages() -> list[str]:
@@ -172,12 +174,18 @@ class MiniLMEmbedder(ThreadedEmbedder[_Model]):
     def _load_model(self) -> _Model:
         return _load(self.threads, self.max_tokens)
 
-    def _embed(self, model: _Model, texts: list[str]) -> list[Vector]:
-        encodings = model.tokenizer.encode_batch(texts)
+    def _embed(self, model: _Model, texts: list[str], stop: Stop) -> list[Vector]:
+        # Tokenized a group at a time so that an abandoned call stops soon (see Stop): the
+        # tokenizer reads every character of a text before it cuts the tokens.
+        encodings: list[Encoding] = []
+        for group in text_groups(texts, TOKENIZE_CHARS):
+            stop.check()
+            encodings += model.tokenizer.encode_batch([texts[index] for index in group])
         lengths = np.array([len(encoding.ids) for encoding in encodings])
         order = np.argsort(lengths, kind="stable")
         pooled = np.empty((len(texts), DIMENSIONS), dtype=np.float64)
         for start in range(0, len(order), GROUP):
+            stop.check()
             rows = order[start : start + GROUP]
             ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
             mask = np.zeros_like(ids)

