@@ -63,30 +63,44 @@ class KeyStore:
     path: Path
     _keys: dict[str, ApiKey] | None = None
     _stamp: tuple[int, int] | None = None
-    #: The version (stamp) of a damaged file and what is wrong with it: not read again, and
-    #: logged once, until the file changes.
+    #: The version (stamp) of a file whose content is not a keys file, and why: not parsed
+    #: again until the file changes. A file that cannot be read (an OSError) is not
+    #: remembered: the next request tries again, since a chmod or a free file descriptor
+    #: can mend it without changing the file.
     _damaged: tuple[tuple[int, int], str] | None = None
-    _reported: tuple[int, int] | None = None
+    #: The fault last logged: each is logged once, not once per request.
+    _reported: str | None = None
 
     def _load(self) -> dict[str, ApiKey]:
-        """The keys; KeyFileError if the file exists and is not a keys file."""
+        """The keys; KeyFileError if the file exists and cannot be read as a keys file."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
+            if self.path.is_symlink():
+                # A link to nothing (a secrets volume not mounted, say) is not "no keys yet".
+                raise KeyFileError(f"{self.path}: a link to a file that does not exist") from None
             self._keys, self._stamp = {}, None
             return self._keys
+        except OSError as error:  # a link loop, a folder on the path that is a file...
+            raise KeyFileError(f"{self.path}: cannot be read ({error})") from error
         stamp = (stat.st_mtime_ns, stat.st_size)
         if self._keys is not None and stamp == self._stamp:
             return self._keys
-        if self._damaged is None or self._damaged[0] != stamp:
-            try:
-                records = orjson.loads(self.path.read_bytes())["keys"]
-                self._keys = {r["key_hash"]: ApiKey(**r) for r in records}
-                self._stamp, self._damaged = stamp, None
-                return self._keys
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                self._damaged = (stamp, f"{type(error).__name__}: {error}")
-        raise KeyFileError(f"{self.path}: not a keys file this release wrote ({self._damaged[1]})")
+        if self._damaged is not None and self._damaged[0] == stamp:
+            raise KeyFileError(self._damaged[1])
+        try:
+            raw = self.path.read_bytes()
+        except OSError as error:
+            raise KeyFileError(f"{self.path}: cannot be read ({error})") from error
+        try:
+            records = orjson.loads(raw)["keys"]
+            keys = {r["key_hash"]: ApiKey(**r) for r in records}
+        except (ValueError, KeyError, TypeError) as error:
+            reason = f"{self.path}: not a keys file this release wrote ({type(error).__name__})"
+            self._damaged = (stamp, reason)
+            raise KeyFileError(reason) from error
+        self._keys, self._stamp, self._damaged = keys, stamp, None
+        return keys
 
     def check(self) -> None:
         """Raise KeyFileError if the file exists and cannot be read: `serve` refuses to start."""
@@ -102,13 +116,13 @@ class KeyStore:
         try:
             found = self._load().get(hash_key(key))
         except KeyFileError as error:
-            # Fail closed, and say so once per damaged version of the file (not per request):
-            # an operator must fix or restore it; the next good version is read at once.
-            assert self._damaged is not None
-            if self._reported != self._damaged[0]:
-                self._reported = self._damaged[0]
+            # Fail closed, and say so once per fault (not per request): an operator must fix
+            # or restore the file; it is read again as soon as it can be.
+            if self._reported != str(error):
+                self._reported = str(error)
                 log.error("keys_file_unreadable", path=str(self.path), error=str(error))
             raise
+        self._reported = None
         # The dict lookup already matched the hash; compare again in constant time anyway so
         # that a future change to the lookup cannot open a timing side channel.
         if found is None or not hmac.compare_digest(found.key_hash, hash_key(key)):
