@@ -35,7 +35,7 @@ from batchsvc.lexical import LexicalIndex, Overlay
 from batchsvc.models import Memory, SearchHit, SearchQuery
 from batchsvc.ranking import LexicalScores, VectorScores, ranked, select_fetching
 from batchsvc.storage import ToCreate, Vector
-from batchsvc.vectors import Row, Scores, VectorIndex, refuse_other_sizes
+from batchsvc.vectors import Row, Scores, VectorIndex, refuse_other_sizes, row_cosines
 
 from .sqlite_queries import COLUMNS, NewRow, kind_filters, to_memory, words
 
@@ -222,10 +222,8 @@ class StagedVectors:
         added = [(memory_id, v) for memory_id, v in self._staged.items() if v is not None]
         if not added:
             return ids, scores
-        q = np.asarray(query, dtype=np.float32)
-        norm = float(np.linalg.norm(q))
         matrix = np.asarray([v for _, v in added], dtype=np.float32)
-        cosines = matrix @ (q / norm if norm > 0 else q)
+        cosines = row_cosines(matrix, query)  # as the index will score them, to the bit
         self._rows = {memory_id: len(ids) + k for k, (memory_id, _) in enumerate(added)}
         ids.extend(memory_id for memory_id, _ in added)
         extra: Scores = np.clip(cosines.astype(np.float64), 0.0, 1.0)

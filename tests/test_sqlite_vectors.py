@@ -23,6 +23,7 @@ from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import MemoryOps, Storage, Vector
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
+from batchsvc.vectors import VectorIndex
 
 WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
 
@@ -210,6 +211,40 @@ class TestIndexFollowsCommits:
             assert inside != live  # the writes did change what was found
         async with open_store(db) as store:
             assert [await store.search(TENANT, probe) for probe in probes] == after
+
+
+class TestStagedScoresAreExact:
+    """A transaction's searches score its staged vectors exactly as the index scores them once
+    they are committed, to the bit: BLAS would not (a row's sum depends on its matrix)."""
+
+    @pytest.mark.parametrize("dimensions", [4, 64, 256])
+    def test_staged_raw_scores_equal_the_committed_ones(self, dimensions: int) -> None:
+        rng = random.Random(dimensions)
+
+        def vector() -> Vector:
+            return unit(*(rng.uniform(-1, 1) for _ in range(dimensions)))
+
+        base, committed = VectorIndex(), VectorIndex()
+        for i in range(500):
+            v = vector()
+            base.add(f"base{i}", v)
+            committed.add(f"base{i}", v)
+        staged: dict[str, Vector | None] = {f"new{i}": vector() for i in range(37)}
+        staged["base3"], staged["base4"] = vector(), None  # one replaced, one gone
+        for memory_id, v in staged.items():
+            committed.remove(memory_id) if v is None else committed.add(memory_id, v)
+        view = sqlite_indexes.StagedVectors(base, staged)
+        for _ in range(20):
+            query = vector()
+            ids, scores = view.scores(query)
+            seen = {
+                i: float(scores[view.row(i)])
+                for i in ids
+                if i is not None and view.row(i) is not None
+            }
+            theirs_ids, theirs = committed.scores(query)
+            expected = {i: float(theirs[row]) for row, i in enumerate(theirs_ids) if i is not None}
+            assert seen == expected
 
 
 class TestSameRankingAsMemory:
