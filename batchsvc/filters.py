@@ -117,7 +117,9 @@ def _scalar(value: Any, path: str) -> Scalar:
         )
     if is_huge(value):
         raise FieldError(
-            path, "number_out_of_range", f"{path}: send whole numbers past 2^63 as strings"
+            path,
+            "number_out_of_range",
+            f"{path}: send whole numbers past the 64-bit integers as strings",
         )
     return value  # type: ignore[no-any-return]
 

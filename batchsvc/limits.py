@@ -86,7 +86,8 @@ def check_metadata(metadata: Any, path: str, limits: Limits) -> None:
         raise FieldError(
             path,
             "number_out_of_range",
-            f"{path} holds a whole number of magnitude 2^63 or more; send it as a string",
+            f"{path} holds a whole number past the 64-bit integers (or a float of magnitude "
+            "2^63 or more); send it as a string",
         )
     size = len(orjson.dumps(metadata))
     if size > limits.max_metadata_bytes:

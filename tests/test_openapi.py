@@ -308,7 +308,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 # Built at import, not from a fixture: schemathesis's lazy fixture schemas (`from_fixture`)
 # rewrite a private pytest attribute that pytest 9 removed. The live server's address and key
-# are known only once it runs, so each call is given them (`_call`).
+# are known only once it runs, so each call is given them (`case.call` below).
 schema = schemathesis.openapi.from_dict(
     json.loads(DOCUMENT_TEXT),
     config=schemathesis.Config.from_dict(
