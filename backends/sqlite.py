@@ -24,22 +24,25 @@ be called back, so a cancel that arrives then is absorbed the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from batchsvc.errors import BackendError
+from batchsvc.errors import BackendError, CorruptBackendError
 from batchsvc.ranking import LexicalScores, VectorScores
-from batchsvc.storage import EmbedTexts, MemoryOps, Vector
+from batchsvc.storage import EmbedTexts, MemoryOps, Readiness, Vector
 from batchsvc.vectors import VectorIndex
 
 from . import sqlite_settings as settings
 from .sqlite_group import GroupCommit
+from .sqlite_health import Health
 from .sqlite_indexes import Change, Created, IndexCache, Indexes
+from .sqlite_lock import FileLock
+from .sqlite_open import cannot_open, probe_write
 from .sqlite_ops import Ops, TransactionOps
 from .sqlite_schema import migrate
 from .sqlite_support import Work, commit, run_to_end, translated_errors, undo
@@ -66,6 +69,8 @@ class SQLiteStore(Ops):
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
         self._cache = IndexCache()
+        self._file_lock = FileLock(path)
+        self._health = Health(path, self._probe)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -95,22 +100,50 @@ class SQLiteStore(Ops):
             pragmas.insert(0, "PRAGMA journal_mode = WAL")  # persistent: stored in the file
         else:
             pragmas.append("PRAGMA query_only = ON")
-        for pragma in pragmas:
-            await conn.execute(pragma)
+        try:
+            for pragma in pragmas:
+                await conn.execute(pragma)
+        except BaseException:
+            # The first statement is where a damaged file shows ("file is not a database").
+            # aiosqlite's thread is not a daemon: a connection left open keeps the process
+            # alive after a failed start, so it is closed before the error goes on.
+            with suppress(Exception):  # the thread stops even if the close fails
+                await run_to_end(conn.close())
+            raise
         return conn
 
     async def __aenter__(self) -> Self:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with translated_errors():
-            self._writer = await self._connect(writer=True)
-            try:
-                await migrate(self._writer)
-                self._reader = await self._connect(writer=False)
-            except BaseException:
-                await self._writer.close()
-                raise
-        self._group = GroupCommit(self._writer, self._write_lock, self._loaded, self._cache)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock.acquire()
+        except OSError as error:
+            raise BackendError(cannot_open(self.path, error)) from error
+        try:
+            await self._open()
+        except BaseException:
+            self._file_lock.release()
+            raise
+        self._group = GroupCommit(self._writer_conn(), self._write_lock, self._loaded, self._cache)
         return self
+
+    async def _open(self) -> None:
+        """Both connections, the schema brought up to date, and one real write: a file no
+        write can reach (read-only, damaged, on a full disk) stops the start here, with a
+        message that says why, rather than answering reads and failing every write."""
+        try:
+            with translated_errors():
+                self._writer = await self._connect(writer=True)
+                try:
+                    await migrate(self._writer)
+                    await probe_write(self._writer)
+                    self._reader = await self._connect(writer=False)
+                except BaseException:
+                    with suppress(Exception):
+                        await run_to_end(self._writer.close())
+                    self._writer = None
+                    raise
+        except BackendError as error:
+            raise BackendError(cannot_open(self.path, error)) from error
 
     async def __aexit__(
         self,
@@ -119,6 +152,7 @@ class SQLiteStore(Ops):
         tb: TracebackType | None,
     ) -> None:
         # Writes already queued or under way finish first; the lock waits out a transaction.
+        await self._health.close()
         if self._group is not None:
             await self._group.close()
         async with self._write_lock:
@@ -128,6 +162,11 @@ class SQLiteStore(Ops):
             self._reader = self._writer = None
             self._group = None
             self._cache.clear()
+        self._file_lock.release()
+
+    def _writer_conn(self) -> aiosqlite.Connection:
+        assert self._writer is not None
+        return self._writer
 
     def _conn(self, reader: bool) -> aiosqlite.Connection:
         conn = self._reader if reader else self._writer
@@ -139,11 +178,39 @@ class SQLiteStore(Ops):
         async with self._reading("") as conn:
             await conn.execute_fetchall("SELECT 1")
 
+    async def readiness(self) -> Readiness:
+        return await self._health.readiness()
+
+    async def _probe(self) -> None:
+        """The readiness probe: one settings row rewritten, with the writes of the moment."""
+
+        async def work(conn: aiosqlite.Connection) -> tuple[None, list[Change]]:
+            await settings.touch_probe(conn)
+            return None, []
+
+        await self._write("", work)
+
+    @contextmanager
+    def _watched(self) -> Iterator[None]:
+        """Errors on their way out, seen by readiness; a damaged file's named in them."""
+        try:
+            yield
+        except CorruptBackendError as error:
+            self._health.saw(error)
+            if self.path in str(error):
+                raise
+            raise CorruptBackendError(
+                f"the SQLite database {self.path} is damaged ({error})"
+            ) from error
+        except BackendError as error:
+            self._health.saw(error)
+            raise
+
     @asynccontextmanager
     async def _reading(self, tenant: str) -> AsyncIterator[aiosqlite.Connection]:
         conn = self._conn(reader=True)
         async with self._read_lock:
-            with translated_errors():
+            with self._watched(), translated_errors():
                 # One snapshot for all of a read's statements (a search runs several).
                 try:
                     await conn.execute("BEGIN")
@@ -161,7 +228,7 @@ class SQLiteStore(Ops):
         if cached is not None:
             return cached
         async with self._read_lock:
-            with translated_errors():
+            with self._watched(), translated_errors():
                 # A load runs to its end even if its caller is cancelled (a search's time-out):
                 # at 100,000 memories it takes seconds, and one abandoned each time would
                 # never finish for a tenant whose load outlasts the time-out.
@@ -188,7 +255,8 @@ class SQLiteStore(Ops):
     ) -> T:
         if self._group is None:
             raise BackendError("the sqlite store is not open")
-        return await self._group.write(tenant, work, vectors, new)
+        with self._watched():
+            return await self._group.write(tenant, work, vectors, new)
 
     # DurableVectors: the stamp of the vectors' model, and re-embedding them all. -------------
 
@@ -203,7 +271,7 @@ class SQLiteStore(Ops):
     async def set_vectors_stamp(self, stamp: str) -> None:
         conn = self._conn(reader=False)
         async with self._write_lock:
-            with translated_errors():
+            with self._watched(), translated_errors():
                 await conn.execute("BEGIN IMMEDIATE")
                 try:
                     await settings.set_stamp(conn, stamp)
@@ -224,22 +292,22 @@ class SQLiteStore(Ops):
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
         conn = self._conn(reader=False)
         async with self._write_lock:
-            with translated_errors():
+            with self._watched(), translated_errors():
                 try:
                     await conn.execute("BEGIN IMMEDIATE")
                 except BaseException:
                     await undo(conn)
                     raise
-            ops = TransactionOps(self._loaded_indexes, conn, tenant)
+            ops = TransactionOps(self._loaded_indexes, conn, tenant, self._watched)
             try:
                 yield ops
             except BaseException:
                 await run_to_end(ops.close())
-                with translated_errors():
+                with self._watched(), translated_errors():
                     await undo(conn)
                 raise
             _, cancelled = await run_to_end(ops.close())
-            with translated_errors():
+            with self._watched(), translated_errors():
                 if cancelled:  # nothing is committed yet, so a cancel can still undo it all
                     await undo(conn)
                     raise asyncio.CancelledError

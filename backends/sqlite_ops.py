@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    nullcontext,
+)
 from typing import TypeVar
 
 import aiosqlite
@@ -163,10 +168,18 @@ class TransactionOps(Ops):
     transaction, so an operation cut short (cancelled, failed) leaves no half of itself behind.
     """
 
-    def __init__(self, loaded: IndexesLoader, conn: aiosqlite.Connection, tenant: str) -> None:
+    def __init__(
+        self,
+        loaded: IndexesLoader,
+        conn: aiosqlite.Connection,
+        tenant: str,
+        watched: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
         self._loaded = loaded
         self._conn = conn
         self._tenant = tenant
+        #: The store's watch on errors leaving it (readiness learns of a damaged file).
+        self._watched = watched
         self._lock = asyncio.Lock()
         self.closed = False
         #: Vector changes of the writes so far, for the index once the transaction commits.
@@ -191,7 +204,7 @@ class TransactionOps(Ops):
     async def _reading(self, tenant: str) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             self._check(tenant)
-            with translated_errors():
+            with self._watched(), translated_errors():
                 yield self._conn
 
     async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
@@ -216,7 +229,7 @@ class TransactionOps(Ops):
             self._check(tenant)
             if vectors:
                 check((await self._loaded(tenant)).vectors, vectors_of(self.staged), vectors)
-            with translated_errors():
+            with self._watched(), translated_errors():
                 try:
                     await self._conn.execute("SAVEPOINT operation")
                     result, changes = await work(self._conn)

@@ -7,6 +7,8 @@ Each function takes the connection and the transaction its caller chose, like
 
 from __future__ import annotations
 
+import time
+
 import aiosqlite
 
 from batchsvc.embedding import embedding_text
@@ -16,6 +18,8 @@ from .sqlite_indexes import encode
 from .sqlite_support import commit, translated_errors, undo
 
 STAMP_KEY = "embedder"
+#: The row readiness rewrites (`sqlite_health`): its value is the time of the last probe.
+PROBE_KEY = "readiness_probe"
 #: Memories embedded per transaction: one embedder call each, and a bounded redo if stopped.
 REEMBED_CHUNK = 256
 
@@ -32,6 +36,15 @@ async def set_stamp(conn: aiosqlite.Connection, value: str) -> None:
         "INSERT INTO settings (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (STAMP_KEY, value),
+    )
+
+
+async def touch_probe(conn: aiosqlite.Connection) -> None:
+    """A real write that changes nothing anyone reads: proof that writes reach the file."""
+    await conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (PROBE_KEY, f"{time.time():.3f}"),
     )
 
 

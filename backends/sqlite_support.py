@@ -11,25 +11,52 @@ from typing import TypeVar
 
 import aiosqlite
 
-from batchsvc.errors import BackendError, TransientBackendError
+from batchsvc.errors import BackendError, CorruptBackendError, TransientBackendError
 
 T = TypeVar("T")
 #: What a write does on the connection it is given, inside the transaction it is given.
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 
+#: SQLite's primary result codes (the low byte of an extended one) that say what is wrong
+#: with the file or its disk, as the words `/readyz` and start-up messages use.
+FAULTS: dict[int, str] = {
+    sqlite3.SQLITE_CORRUPT: "corrupt",
+    sqlite3.SQLITE_NOTADB: "corrupt",
+    sqlite3.SQLITE_FULL: "disk_full",
+    sqlite3.SQLITE_READONLY: "read_only",
+    sqlite3.SQLITE_IOERR: "io_error",
+    sqlite3.SQLITE_CANTOPEN: "cannot_open",
+    sqlite3.SQLITE_BUSY: "busy",
+    sqlite3.SQLITE_LOCKED: "busy",
+}
+
+
+def fault_of(error: BaseException | None) -> str | None:
+    """The word for the SQLite error behind `error` (itself or a cause), if it is one above."""
+    while error is not None:
+        if isinstance(error, sqlite3.Error):
+            code = getattr(error, "sqlite_errorcode", None)
+            return None if code is None else FAULTS.get(code & 0xFF)
+        error = error.__cause__
+    return None
+
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """SQLite's errors as the contract's: busy or locked may pass on a retry, the rest won't."""
+    """SQLite's errors as the contract's: busy or locked may pass on a retry; a damaged file
+    never will, and says so (`CorruptBackendError`, so clients are not told to retry); the
+    rest (disk full, read-only, I/O) are `BackendError`: not retried within a batch, since
+    they do not clear in milliseconds, but clients may retry once an operator has acted."""
     try:
         yield
-    except sqlite3.OperationalError as error:
+    except sqlite3.Error as error:
+        fault = fault_of(error)
+        if fault == "corrupt":
+            raise CorruptBackendError(f"sqlite: {error}") from error
         message = str(error)
-        if "locked" in message or "busy" in message:
+        if fault == "busy" or "locked" in message or "busy" in message:
             raise TransientBackendError(f"sqlite: {message}") from error
         raise BackendError(f"sqlite: {message}") from error
-    except sqlite3.Error as error:
-        raise BackendError(f"sqlite: {error}") from error
 
 
 async def run_to_end(awaitable: Awaitable[T]) -> tuple[T, bool]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import threading
 from pathlib import Path
 
 from aiohttp import web
 
 from batchsvc.config import Config, ConfigError, load_config
+from batchsvc.errors import CannotStart
 from batchsvc.keys import KeyFileError, KeyStore
 from batchsvc.logs import configure_logging
 from batchsvc.vector_stamp import VectorsMismatch
@@ -65,6 +68,7 @@ def _reembed(config: Config) -> int:
     from batchsvc.batch_vectors import EmbeddingFailed, embed_texts
     from batchsvc.errors import BackendError
     from batchsvc.plugins import load_backend, load_embedder
+    from batchsvc.starting import started
     from batchsvc.storage import DurableVectors, Vector
     from batchsvc.vector_stamp import stamp_of
 
@@ -84,7 +88,11 @@ def _reembed(config: Config) -> int:
 
     async def run() -> int:
         assert embedder is not None and isinstance(backend, DurableVectors)
-        async with backend, embedder:
+        # Failing to open (another process serves the file, say) is CannotStart: exit 2.
+        async with (
+            started(f"storage backend {config.storage.backend!r}", backend),
+            started(f"embedder {config.embedder.name!r}", embedder),
+        ):
 
             async def embed(texts: list[str]) -> list[Vector]:
                 return await embed_texts(embedder, texts)
@@ -146,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"batchsvc: bad configuration: {error}", file=sys.stderr)
         return 2
-    except VectorsMismatch as error:
+    except (CannotStart, VectorsMismatch) as error:
         print(f"batchsvc: cannot start: {error}", file=sys.stderr)
-        return 2
+        return _failed_start(2)
     except KeyFileError as error:
         print(
             f"batchsvc: cannot start: the API keys file is damaged: {error}. Restore it from a "
@@ -156,6 +164,31 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+
+
+#: Seconds a process that failed to start may take to end by itself.
+EXIT_GRACE_S = 5.0
+
+
+def _failed_start(code: int) -> int:
+    """Make sure a failed start ends the process.
+
+    The interpreter waits for every non-daemon thread before it exits. Our parts close
+    theirs when they fail to start (an aiosqlite connection runs one), but a plugin that
+    leaves one running would keep a process that never listens alive for ever, which a
+    supervisor cannot tell from a slow start. So a daemon timer ends the process with `code`
+    if it is still alive `EXIT_GRACE_S` from now, naming the threads that held it."""
+
+    def stuck() -> None:
+        names = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+        print(f"batchsvc: exiting; threads still running: {', '.join(names)}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(EXIT_GRACE_S, stuck)
+    timer.daemon = True
+    timer.start()
+    return code
 
 
 if __name__ == "__main__":

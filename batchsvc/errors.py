@@ -106,6 +106,20 @@ class TransientBackendError(BackendError):
     """The backend is busy or briefly unavailable; the same call may succeed if retried."""
 
 
+class CorruptBackendError(BackendError):
+    """The backend's stored data is damaged (SQLite: "database disk image is malformed").
+
+    Unlike other backend faults, no retry, now or later, can succeed until an operator
+    repairs or restores the store, so clients must not be told to retry: the executor answers
+    `INTERNAL_ERROR` (never retried), not `BACKEND_UNAVAILABLE`, and logs it at error level.
+    The message names the damaged store (a file, say) and never holds stored content."""
+
+
+class CannotStart(Exception):
+    """The service cannot start (its storage or embedder did not open). The message says what
+    is wrong and what to do; `batchsvc serve` prints it and exits 2, as for a bad config."""
+
+
 class TextChanged(Exception):
     """From `MemoryOps.update` given `vector_text`: the memory's text once patched is not the
     text its vector was made from (a concurrent write changed the title or content since the

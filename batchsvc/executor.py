@@ -34,7 +34,14 @@ from batchsvc.bulk import (
 from batchsvc.dispatch import call_storage
 from batchsvc.eager import DeadlineExpired, run_until
 from batchsvc.embedding import Embedder
-from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError, TransientBackendError
+from batchsvc.errors import (
+    ApiError,
+    BackendError,
+    CorruptBackendError,
+    ErrorCode,
+    FieldError,
+    TransientBackendError,
+)
 from batchsvc.limits import Limits
 from batchsvc.models import SearchMode
 from batchsvc.operations import (
@@ -188,6 +195,11 @@ class BatchExecutor:
             if failed is None:
                 failed = first_unsuccessful(run.results)
             return BatchResult(batch_id, run.results, atomic_failed_index=failed)
+        except CorruptBackendError as error:
+            log.error("storage_corrupt", error=str(error))
+            raise ApiError(
+                ErrorCode.INTERNAL_ERROR, "the stored data is damaged; nothing was changed"
+            ) from error
         except (BackendError, OSError) as error:
             log.error("atomic_commit_failed", error=repr(error))
             raise ApiError(
@@ -423,6 +435,13 @@ class BatchExecutor:
                 ErrorCode.VALIDATION_ERROR,
                 error.message,
                 error.details,
+            ) from None
+        except CorruptBackendError as error:
+            # Damaged data: no retry can succeed, so not BACKEND_UNAVAILABLE, which clients
+            # retry. The message names the store, never stored content.
+            log.error("storage_corrupt", index=index, error=str(error))
+            raise OperationFailed(
+                ErrorCode.INTERNAL_ERROR, "the stored data is damaged; this cannot succeed", {}
             ) from None
         except BackendError as error:
             log.error("backend_error", index=index, error=repr(error))

@@ -17,11 +17,13 @@ from batchsvc.metrics import Metrics, StorageOutcome
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import (
     ChangesMany,
+    ChecksReadiness,
     CreatesMany,
     MemoryOps,
     Outcome,
     Page,
     PlannedChange,
+    Readiness,
     Storage,
     ToCreate,
     Vector,
@@ -149,6 +151,15 @@ class MeteredStorage(_MeteredOps):
         # backend's capabilities do not change while it runs.
         self.supports_transactions = inner.supports_transactions
         self.supports_vectors = inner.supports_vectors
+        # Only when the backend has it: `/readyz` looks for it, else asks `ping`.
+        if isinstance(inner, ChecksReadiness):
+            self.readiness = self._readiness(inner)
+
+    def _readiness(self, inner: ChecksReadiness) -> Callable[[], Awaitable[Readiness]]:
+        async def readiness() -> Readiness:
+            return await self._timed("readiness", inner.readiness())
+
+        return readiness
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:

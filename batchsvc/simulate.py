@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+
 from batchsvc.eager import DeadlineExpired, run_until
-from batchsvc.errors import BackendError, ErrorCode, FieldError
+from batchsvc.errors import BackendError, CorruptBackendError, ErrorCode, FieldError
 from batchsvc.models import Memory, new_memory_id, utc_now
 from batchsvc.operations import (
     CreateOp,
@@ -21,6 +23,8 @@ from batchsvc.operations import (
 )
 from batchsvc.results import OperationResult
 from batchsvc.storage import MemoryOps
+
+log = structlog.get_logger("batchsvc.simulate")
 
 
 async def validate_batch(
@@ -68,6 +72,11 @@ async def validate_batch(
                     state[memory_id] = await run_until(storage.get(tenant, memory_id), until)
                 except DeadlineExpired:
                     result.fail(ErrorCode.TIMEOUT, "storage did not answer in time", {})
+                    continue
+                except CorruptBackendError as error:
+                    # As a run would answer: damaged data is no reason to retry.
+                    log.error("storage_corrupt", index=index, error=str(error))
+                    result.fail(ErrorCode.INTERNAL_ERROR, "the stored data is damaged", {})
                     continue
                 except BackendError:
                     result.fail(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {})

@@ -10,16 +10,23 @@ A third party writes a backend from this module alone, then proves it with
   Metadata holds JSON values only (finite numbers; no NaN or infinities), as parsed requests do.
 - A fault that is not the caller's raises `BackendError`; one that may pass if the call is
   repeated (busy, briefly unreachable) raises `TransientBackendError`. The executor retries only
-  the latter, so never raise it once a change has taken effect.
+  the latter, so never raise it once a change has taken effect. Stored data found damaged
+  raises `CorruptBackendError`: no retry can succeed, so clients get `INTERNAL_ERROR`, not the
+  `BACKEND_UNAVAILABLE` of the other faults (which an operator can clear: disk full, say).
 - Cancellation is truthful: a cancelled call either raises `CancelledError` having changed
   nothing, or finishes its change and returns normally. The executor reports what it sees.
 - A write that returns has taken effect, and on a durable backend is durable.
-- Lifecycle is `async with backend:`; `ping()` answers readiness.
+- Lifecycle is `async with backend:`; `ping()` answers whether the backend answers. Entering
+  raises `BackendError` with a message an operator can act on (what is wrong, what to do)
+  when the store cannot open, and then leaves nothing running (no thread, no connection):
+  the service prints the message and exits.
 
-`Storage` is required. Two protocols are optional, found by `isinstance` at run time:
-`CreatesMany` (all-or-none bulk creates, which the executor then uses for runs of creates) and
-`DurableVectors` (for vectors that outlive the process: which model made them, and `reembed`).
-The conformance suite tests each where the backend has it.
+`Storage` is required. The other protocols are optional, found by `isinstance` at run time:
+`CreatesMany` (all-or-none bulk creates, which the executor then uses for runs of creates),
+`ChangesMany` (the same for updates and deletes), `DurableVectors` (for vectors that outlive
+the process: which model made them, and `reembed`) and `ChecksReadiness` (`/readyz` asks it
+whether writes can be served; without it, `ping()` answers). The conformance suite tests each
+where the backend has it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,13 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from attrs import frozen
 
-from batchsvc.errors import BackendError, FieldError, TextChanged, TransientBackendError
+from batchsvc.errors import (
+    BackendError,
+    CorruptBackendError,
+    FieldError,
+    TextChanged,
+    TransientBackendError,
+)
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 
 Vector = tuple[float, ...]
@@ -179,6 +192,28 @@ class ChangesMany(Protocol):
         texts the run's updates will leave."""
 
 
+@frozen
+class Readiness:
+    """What `ChecksReadiness.readiness` found. `reason` is a stable snake_case word when not
+    ready (`read_only`, `disk_full`, `corrupt`, `io_error`, `busy`, ...), for `/readyz`'s
+    `details.reason`; `message` says it for a person, naming the store, never its content."""
+
+    ready: bool
+    reason: str | None = None
+    message: str = ""
+
+
+@runtime_checkable
+class ChecksReadiness(Protocol):
+    """Optional: readiness that means "can serve writes now", which `ping()` cannot tell (a
+    read-only or full disk answers every read). `/readyz` calls it on every request, so it
+    must be cheap: a real write at most every second or so, its answer reused meanwhile."""
+
+    async def readiness(self) -> Readiness:
+        """Whether a write would succeed now, and why not. Never raises for the backend's own
+        faults: they are its answer."""
+
+
 #: Embeds texts for `DurableVectors.reembed`: one unit vector per text, in order.
 EmbedTexts = Callable[[list[str]], Awaitable[list[Vector]]]
 
@@ -282,6 +317,8 @@ __all__ = [
     "UNFINISHED_REEMBED",
     "BackendError",
     "ChangesMany",
+    "ChecksReadiness",
+    "CorruptBackendError",
     "CreatesMany",
     "DurableVectors",
     "EmbedTexts",
@@ -291,6 +328,7 @@ __all__ = [
     "PlannedChange",
     "PlannedDelete",
     "PlannedUpdate",
+    "Readiness",
     "Storage",
     "TextChanged",
     "ToCreate",

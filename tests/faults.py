@@ -26,6 +26,7 @@ from batchsvc.storage import (
     Outcome,
     Page,
     PlannedChange,
+    Readiness,
     ToCreate,
     Vector,
 )
@@ -156,13 +157,26 @@ class _FaultyOps:
 class FaultyStorage(_FaultyOps):
     """A `Storage` around a real `MemoryStore` (a new one unless given)."""
 
-    def __init__(self, inner: MemoryStore | None = None, *, bulk: bool = False) -> None:
+    def __init__(
+        self, inner: MemoryStore | None = None, *, bulk: bool = False, readiness: bool = False
+    ) -> None:
         """`bulk`: offer the store's `create_many` and `change_many` (faults on them are
-        named so)."""
+        named so). `readiness`: offer `ChecksReadiness` (`not_ready` says its answer)."""
         self.store = inner if inner is not None else MemoryStore()
         super().__init__(self.store, Faults(), bulk=bulk)
         self.supports_transactions = self.store.supports_transactions
         self.supports_vectors = self.store.supports_vectors
+        self.answer = Readiness(True)
+        if readiness:
+            self.readiness = self._readiness
+
+    async def _readiness(self) -> Readiness:
+        await self.faults.before("readiness")
+        return self.answer
+
+    def not_ready(self, reason: str, message: str = "") -> None:
+        """Readiness answers not ready for `reason` from now on."""
+        self.answer = Readiness(False, reason, message)
 
     @property
     def calls(self) -> Counter[str]:

@@ -33,6 +33,7 @@ from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
 from batchsvc.plugins import load_backend, load_embedder
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
+from batchsvc.starting import started
 from batchsvc.storage import Storage
 from batchsvc.vector_stamp import check_vectors
 
@@ -95,13 +96,16 @@ def create_app(
 
 
 async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    async with app[STORAGE]:
+    # A store that cannot open raises CannotStart: `batchsvc serve` says why and exits 2.
+    storage: Storage = app[STORAGE]
+    async with started(f"storage backend {app[CONFIG].storage.backend!r}", storage):
         yield
 
 
 async def _embedder_lifecycle(app: web.Application) -> AsyncIterator[None]:
     # Loading a model takes CPU time; the embedder does it off the event loop.
-    async with app[EMBEDDER]:
+    embedder: Embedder = app[EMBEDDER]
+    async with started(f"embedder {app[CONFIG].embedder.name!r}", embedder):
         yield
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from batchsvc.batch import BatchOptions, BatchRequest, batch_id_from_header, decode_batch
-from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError
+from batchsvc.errors import ApiError, BackendError, CorruptBackendError, ErrorCode, FieldError
 from batchsvc.fields import want_choice, want_int, want_string
 from batchsvc.http.body import read_json
 from batchsvc.http.keys import CONFIG, EXECUTOR, METRICS, STARTED, STORAGE, TENANT
@@ -18,8 +18,10 @@ from batchsvc.http.responses import json_response, success
 from batchsvc.models import MEMORY_TYPES
 from batchsvc.operations import decode_operation
 from batchsvc.results import BatchResult
+from batchsvc.storage import ChecksReadiness, Readiness
 
 routes = web.RouteTableDef()
+log = structlog.get_logger("batchsvc.http")
 
 # One memory by id. `search` is the search endpoint's own segment, never an id: GET, PATCH or
 # DELETE on /api/v1/memories/search answer 405 (Allow: POST), as its OpenAPI path says.
@@ -158,8 +160,11 @@ async def list_memories(request: web.Request) -> web.Response:
             "cursor is not one this service gave out",
             {"field": "cursor", "reason": "invalid_cursor"},
         ) from None
+    except CorruptBackendError as error:
+        # The same answers a read gets from a failing backend (the executor's mapping).
+        log.error("storage_corrupt", error=str(error))
+        raise ApiError(ErrorCode.INTERNAL_ERROR, "the stored data is damaged", {}) from error
     except BackendError as error:
-        # The same answer a read gets from a failing backend (the executor's mapping).
         raise ApiError(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from error
     items = [memory.to_json() for memory in page.items]
     return success({"items": items, "next_cursor": page.next_cursor})
@@ -172,12 +177,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """Ready means able to serve writes: asked of a backend that can tell (`ChecksReadiness`,
+    a real write, rate-limited by the backend); of any other, whether it answers at all."""
+    storage = request.app[STORAGE]
     try:
-        await request.app[STORAGE].ping()
+        if isinstance(storage, ChecksReadiness):
+            readiness = await storage.readiness()
+        else:
+            await storage.ping()
+            readiness = Readiness(True)
     except (BackendError, OSError) as error:
         raise ApiError(
             ErrorCode.BACKEND_UNAVAILABLE, "the storage backend does not answer", {}
         ) from error
+    if not readiness.ready:
+        # The public answer says why in a word; the log, for operators, names the file.
+        reason = readiness.reason or "unavailable"
+        log.warning("not_ready", reason=reason, error=readiness.message)
+        raise ApiError(
+            ErrorCode.BACKEND_UNAVAILABLE,
+            f"the storage backend cannot serve writes ({reason})",
+            {"reason": reason},
+        )
     return json_response({"status": "ready"})
 
 
