@@ -10,7 +10,11 @@ its transaction (see FACTS.md), so:
 - one reader connection for reads outside transactions. In WAL mode it sees committed data
   only, so nobody reads a change before its commit, and reads never wait for writes. Its own
   lock keeps each read's statements in one snapshot of their own;
-- reads inside `transaction()` use the writer connection: they must see their own writes.
+- reads inside `transaction()` use the writer connection: they must see their own writes;
+- each load of a tenant's indexes opens a connection of its own for its one read transaction,
+  and holds neither the writer nor the reader: it takes seconds for a big tenant, and no
+  tenant may stall the others (`sqlite_indexes` says why its indexes are exact all the same).
+  A transaction loads its tenant's indexes before it takes the writer, as it may need them.
 
 Durability: WAL with `synchronous=FULL`, so a write that returned survives a power cut.
 
@@ -35,7 +39,6 @@ import aiosqlite
 from batchsvc.errors import BackendError, CorruptBackendError
 from batchsvc.ranking import LexicalScores, VectorScores
 from batchsvc.storage import EmbedTexts, MemoryOps, Readiness, Vector
-from batchsvc.vectors import VectorIndex
 
 from . import sqlite_settings as settings
 from .sqlite_group import GroupCommit
@@ -123,7 +126,7 @@ class SQLiteStore(Ops):
         except BaseException:
             self._file_lock.release()
             raise
-        self._group = GroupCommit(self._writer_conn(), self._write_lock, self._loaded, self._cache)
+        self._group = GroupCommit(self._writer_conn(), self._write_lock, self._cache)
         return self
 
     async def _open(self) -> None:
@@ -162,6 +165,7 @@ class SQLiteStore(Ops):
             self._reader = self._writer = None
             self._group = None
             self._cache.clear()
+        await self._cache.close()  # loads under way end on connections of their own
         self._file_lock.release()
 
     def _writer_conn(self) -> aiosqlite.Connection:
@@ -218,32 +222,25 @@ class SQLiteStore(Ops):
                 finally:
                     await run_to_end(conn.rollback())
 
-    async def _loaded(self, tenant: str) -> VectorIndex:
-        """The tenant's vector index, loaded from the file if need be; the caller holds the
-        write lock, so no commit lands between the file's read and the index's first update."""
-        return (await self._loaded_indexes(tenant)).vectors
-
     async def _loaded_indexes(self, tenant: str) -> Indexes:
-        cached = self._cache.get(tenant)
-        if cached is not None:
-            return cached
-        async with self._read_lock:
-            with self._watched(), translated_errors():
-                # A load runs to its end even if its caller is cancelled (a search's time-out):
-                # at 100,000 memories it takes seconds, and one abandoned each time would
-                # never finish for a tenant whose load outlasts the time-out.
-                indexes, cancelled = await run_to_end(
-                    self._cache.load(tenant, self._conn(reader=True))
-                )
-        if cancelled:
-            raise asyncio.CancelledError
-        return indexes
+        """The tenant's indexes, loaded from the file if need be. A load takes none of the
+        store's locks (see `sqlite_indexes`): it may be awaited with the writer held."""
+        with self._watched(), translated_errors():
+            return await self._cache.loaded(tenant, self._load_connection)
+
+    @asynccontextmanager
+    async def _load_connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A connection of a load's own: it reads for seconds, and other reads must not wait."""
+        if self._reader is None:
+            raise BackendError("the sqlite store is not open")
+        conn = await self._connect(writer=False)
+        try:
+            yield conn
+        finally:
+            await run_to_end(conn.close())
 
     async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
-        indexes = self._cache.get(tenant)
-        if indexes is None:
-            async with self._write_lock:
-                indexes = await self._loaded_indexes(tenant)
+        indexes = self._cache.get(tenant) or await self._loaded_indexes(tenant)
         return indexes.vectors, indexes.words
 
     async def _write(
@@ -290,8 +287,11 @@ class SQLiteStore(Ops):
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
-        conn = self._conn(reader=False)
+        # Its searches and vector checks need the tenant's indexes while it holds the writer:
+        # loaded now, before, so that a load never keeps the writer from the other tenants.
+        await self._loaded_indexes(tenant)
         async with self._write_lock:
+            conn = self._conn(reader=False)  # the store may have closed while it loaded
             with self._watched(), translated_errors():
                 try:
                     await conn.execute("BEGIN IMMEDIATE")

@@ -26,7 +26,6 @@ from batchsvc.storage import (
     ToCreate,
     Vector,
 )
-from batchsvc.vectors import VectorIndex
 
 from . import sqlite_queries as q
 from .sqlite_changes import change_rows
@@ -47,9 +46,8 @@ from .sqlite_indexes import (
 from .sqlite_support import Work, run_to_end, translated_errors, undo
 
 T = TypeVar("T")
-#: The store's loaders of a tenant's vector index, and of both its indexes; callable while
-#: its write lock is held.
-Loader = Callable[[str], Awaitable[VectorIndex]]
+#: The store's loader of a tenant's indexes; it takes none of the store's locks, so a
+#: transaction may call it while it holds the writer.
 IndexesLoader = Callable[[str], Awaitable[Indexes]]
 
 
@@ -210,8 +208,8 @@ class TransactionOps(Ops):
     async def _indexes(self, tenant: str) -> tuple[VectorScores, LexicalScores]:
         async with self._lock:
             self._check(tenant)
-            # The transaction holds the store's write lock, as loading requires, so no commit
-            # changes the indexes under these views while they are used.
+            # The transaction holds the store's write lock, so no commit changes the indexes
+            # under these views while they are used. (It loaded them before taking the lock.)
             indexes = await self._loaded(tenant)
             return (
                 StagedVectors(indexes.vectors, vectors_of(self.staged)),
@@ -228,7 +226,8 @@ class TransactionOps(Ops):
         async with self._lock:
             self._check(tenant)
             if vectors:
-                check((await self._loaded(tenant)).vectors, vectors_of(self.staged), vectors)
+                size = (await self._loaded(tenant)).vectors.dimensions
+                check(size, vectors_of(self.staged), vectors)
             with self._watched(), translated_errors():
                 try:
                     await self._conn.execute("SAVEPOINT operation")

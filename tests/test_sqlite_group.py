@@ -457,17 +457,19 @@ class TestLifecycle:
 
     async def test_closing_waits_for_a_transaction_and_the_writes_behind_it(self, db: Path) -> None:
         async with open_store(db) as store:
-            release = asyncio.Event()
+            release, holding = asyncio.Event(), asyncio.Event()
             behind = make_memory("behind the transaction")
             inside = make_memory("inside the transaction")
 
             async def transaction() -> None:
                 async with store.transaction(TENANT) as tx:
+                    holding.set()
                     await tx.create(TENANT, inside)
                     await release.wait()
 
             tx_task = asyncio.ensure_future(transaction())
-            await asyncio.sleep(0.01)
+            # It loads its tenant's indexes before it takes the writer: wait till it holds it.
+            await holding.wait()
             write = asyncio.ensure_future(store.create(TENANT, behind))
             await asyncio.sleep(0.01)
             closing = asyncio.ensure_future(store.__aexit__(None, None, None))
