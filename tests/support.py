@@ -105,6 +105,25 @@ class Service:
 
 # Real processes ---------------------------------------------------------------------------
 
+#: `batchsvc serve` on a SQLite file in its working folder, no embedder, limits out of reach.
+SQLITE_CONFIG = """\
+[auth]
+keys_file = "state/keys.json"
+
+[storage]
+backend = "sqlite"
+
+[storage.options]
+path = "data/batchsvc.db"
+
+[embedder]
+name = "none"
+
+[rate_limit]
+batch_requests = 100000
+other_requests = 100000
+"""
+
 
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 from attrs import define, field
-from support import run_cli, serve_process
+from support import SQLITE_CONFIG, run_cli, serve_process
 
 WORKERS = 6
 PLAIN_CREATES = 20
@@ -32,24 +32,6 @@ MIN_STREAM_SECONDS = 0.5
 ROUNDS = 3
 MAX_STREAM_SECONDS = 10.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
-
-CONFIG = """\
-[auth]
-keys_file = "state/keys.json"
-
-[storage]
-backend = "sqlite"
-
-[storage.options]
-path = "data/batchsvc.db"
-
-[embedder]
-name = "none"
-
-[rate_limit]
-batch_requests = 100000
-other_requests = 100000
-"""
 
 
 @define
@@ -294,7 +276,7 @@ def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
 ) -> None:
     """ROUNDS times on one file: start, check everything reported so far, stream, kill -9."""
     config = tmp_path / "service.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(SQLITE_CONFIG, encoding="utf-8")
     made = run_cli("keys", "create", "--tenant", "acme", "--config", str(config), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
