@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from batchsvc.errors import FieldError
@@ -34,9 +35,21 @@ def want_string(
         raise FieldError(path, "too_short", f"{path} must have at least {min_len} characters")
     if len(value) > max_len:
         raise FieldError(path, "too_long", f"{path} may have at most {max_len} characters")
-    if not blank and not value.strip():
+    if not blank and is_blank(value):
         raise FieldError(path, "blank", f"{path} must not be blank")
     return value
+
+
+# White space as JSON Schema's `\s` (ECMA-262) defines it, which the OpenAPI document's
+# `"pattern": "\\S"` uses: Python's str.isspace() differs (it counts the separators
+# U+001C-U+001F and U+0085, and not U+FEFF), and a client validating by the document must get
+# the same answer as the service.
+_BLANK = re.compile("[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*")
+
+
+def is_blank(value: str) -> bool:
+    r"""Empty, or only white space (JSON Schema's `\s`)."""
+    return _BLANK.fullmatch(value) is not None
 
 
 def want_bool(value: Any, path: str) -> bool:

@@ -532,6 +532,25 @@ class TestValidation:
         assert listed["data"]["items"] == []
 
     @pytest.mark.parametrize(
+        ("text", "blank"),
+        [
+            ("\u3000\u00a0\ufeff\u2028 \t", True),  # white space to JSON Schema's \s
+            ("\u001d", False),  # Python's isspace() says blank; the document's pattern does not
+            ("\u001c\u001f\u0085", False),
+        ],
+    )
+    async def test_blank_is_what_the_documents_pattern_says(
+        self, service: Service, text: str, blank: bool
+    ) -> None:
+        """The document's `"pattern": "\\S"` (ECMA-262 white space) decides, not Python's."""
+        status, body = await service.call("POST", MEMORIES, json={"content": text, "tags": [text]})
+        if blank:
+            assert status == 400
+            assert_error(body, "VALIDATION_ERROR", {"field": "content", "reason": "blank"})
+        else:
+            assert status == 201, body
+
+    @pytest.mark.parametrize(
         "data",
         [
             {"content": "x" * 100_000},
