@@ -63,14 +63,18 @@ class TokenTable:
     def means(self, texts: list[str], stop: Stop) -> Table:
         """One row per text: the mean of its tokens' rows; zero for a text without tokens."""
         means = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        # Row 0 holds the running sum, rows 1.. one slice of gathered token rows.
-        buffer = np.empty((SLICE + 1, self.dimensions), dtype=np.float32)
+        # Row 0 holds the running sum, rows 1.. one slice of gathered token rows. Sized for
+        # the longest text so far, up to SLICE: a query's call needs a few rows, not 8 MiB.
+        buffer = np.empty((0, self.dimensions), dtype=np.float32)
         for group in text_groups(texts, GROUP_CHARS):
             stop.check()
             # As wordllama tokenizes: no special tokens. `_fast`: the same ids, no offsets.
             encodings = self.tokenizer.encode_batch_fast(
                 [texts[index] for index in group], add_special_tokens=False
             )
+            longest = min(SLICE, max(len(encoding.ids) for encoding in encodings))
+            if len(buffer) < longest + 1:
+                buffer = np.empty((longest + 1, self.dimensions), dtype=np.float32)
             for index, encoding in zip(group, encodings, strict=True):
                 ids = np.asarray(encoding.ids, dtype=np.intp)
                 means[index] = self._mean(ids, buffer, stop)

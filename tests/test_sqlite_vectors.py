@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from batchsvc_backends import sqlite_indexes
 from batchsvc_backends.memory import MemoryStore
@@ -23,7 +24,7 @@ from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.storage import MemoryOps, Storage, Vector
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
-from batchsvc.vectors import VectorIndex
+from batchsvc.vectors import PARALLEL_ROWS, VectorIndex, row_cosines
 
 WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
 
@@ -245,6 +246,15 @@ class TestStagedScoresAreExact:
             theirs_ids, theirs = committed.scores(query)
             expected = {i: float(theirs[row]) for row, i in enumerate(theirs_ids) if i is not None}
             assert seen == expected
+
+    def test_a_large_matrix_scored_on_threads_gives_each_row_its_own_sum(self) -> None:
+        rng = np.random.default_rng(3)
+        matrix = rng.standard_normal((2 * PARALLEL_ROWS + 7, 96)).astype(np.float32)
+        query = tuple(rng.standard_normal(96).tolist())
+        whole = row_cosines(matrix, query)  # sliced across threads
+        for start in (0, PARALLEL_ROWS - 3, len(matrix) - 5):
+            alone = row_cosines(matrix[start : start + 5], query)  # one small matrix
+            assert np.array_equal(whole[start : start + 5], alone)
 
 
 class TestSameRankingAsMemory:
