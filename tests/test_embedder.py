@@ -201,6 +201,10 @@ class TestWordLlama:
         ours = TokenTable.of_wordllama(model).means(texts, Stop())
         assert np.array_equal(ours, model.embed(texts))
         assert len(model.tokenize(texts[6])[0].ids) > 2 * token_mean.SLICE
+        # One text alone takes another tokenizer call (not the batch one): the same numbers.
+        table = TokenTable.of_wordllama(model)
+        for k, text in enumerate(texts):
+            assert np.array_equal(table.means([text], Stop())[0], ours[k])
 
     def test_a_stopped_call_raises_between_groups(self) -> None:
         stop = Stop()
