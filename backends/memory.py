@@ -17,9 +17,10 @@ from typing import Any, Self
 from batchsvc.embedding import embedding_text
 from batchsvc.errors import TextChanged
 from batchsvc.filters import matches
-from batchsvc.lexical import LexicalIndex
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.ranking import ranked, select
+from batchsvc.search.lexical import LexicalIndex
+from batchsvc.search.ranking import ranked, select
+from batchsvc.search.vectors import VectorIndex, refuse_other_sizes
 from batchsvc.storage import (
     MemoryOps,
     Outcome,
@@ -30,7 +31,6 @@ from batchsvc.storage import (
     Vector,
     apply_in_order,
 )
-from batchsvc.vectors import VectorIndex, refuse_other_sizes
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
 Undo = list[tuple[str, Memory | None, Vector | None]]

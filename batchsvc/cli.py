@@ -11,11 +11,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from batchsvc.api_keys import KeyFileError, KeyStore
 from batchsvc.config import Config, ConfigError, load_config
 from batchsvc.errors import CannotStart
-from batchsvc.keys import KeyFileError, KeyStore
 from batchsvc.logs import configure_logging
-from batchsvc.vector_stamp import VectorsMismatch
+from batchsvc.model_stamp import VectorsMismatch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,12 +65,12 @@ def _serve(config: Config, host: str | None, port: int | None) -> None:
 
 def _reembed(config: Config) -> int:
     """Give every memory the configured embedder's vector, and record that embedder."""
-    from batchsvc.batch_vectors import EmbeddingFailed, embed_texts
+    from batchsvc.batch.embeddings import EmbeddingFailed, embed_texts
     from batchsvc.errors import BackendError
+    from batchsvc.model_stamp import stamp_of
     from batchsvc.plugins import load_backend, load_embedder
     from batchsvc.starting import started
     from batchsvc.storage import DurableVectors, Vector
-    from batchsvc.vector_stamp import stamp_of
 
     configure_logging(config.logging.level, config.logging.json)
     embedder = load_embedder(config.embedder.name, config.embedder.options)

@@ -35,7 +35,7 @@ class Embedder(Protocol):
     dimensions: int
     # Optional, not declared here so that embedders without it still conform: `model`, a
     # string naming the model and whatever changes its vectors. A store remembers it with
-    # the vectors (`batchsvc.vector_stamp`); without it, the class and dimensions stand in.
+    # the vectors (`batchsvc.model_stamp`); without it, the class and dimensions stand in.
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:

@@ -13,8 +13,8 @@ from typing import Literal, TypeVar, cast
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from batchsvc.operations import OPERATION_TYPES
-from batchsvc.results import BatchResult
+from batchsvc.batch.results import BatchResult
+from batchsvc.request.operations import OPERATION_TYPES
 
 BatchOutcome = Literal["success", "partial", "atomic_failed", "validate_only", "error"]
 StorageOutcome = Literal["ok", "error"]

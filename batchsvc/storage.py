@@ -103,10 +103,10 @@ class MemoryOps(Protocol):
         `query.tags`, match `query.memory_type` when set, and score at least `query.threshold`.
         Scores are in [0, 1], higher is better; equal scores rank by id, descending (newest
         first). `query.mode` says how to rank: `lexical` on the text (title and content),
-        normalised BM25 as `batchsvc.lexical` defines it; `semantic` by `query.vector`, the
+        normalised BM25 as `batchsvc.search.lexical` defines it; `semantic` by `query.vector`, the
         score max(0, cosine), over every memory with a vector (the nearest, whatever their
         score: `threshold` drops the far ones); `hybrid` over both sets,
-        `batchsvc.vectors.fuse` of the two scores. The core sets `query.vector` for the
+        `batchsvc.search.vectors.fuse` of the two scores. The core sets `query.vector` for the
         semantic and hybrid modes.
         """
 

@@ -628,7 +628,7 @@ def main() -> None:
     os.environ["BATCHSVC_BENCH_EMBEDDER"] = args.embedder
     print(f"service embedder: {args.embedder}")
     sizes = QUICK if args.quick else FULL
-    from batchsvc.keys import KeyStore
+    from batchsvc.api_keys import KeyStore
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as folder:

@@ -12,7 +12,8 @@ It starts the real service as bench_search.py does (a spawned process, SQLite in
 folder, wordllama, logging as `batchsvc serve`, rate limits out of reach), sends the batches
 4 in flight, and checks that every operation of every batch succeeded. A batch's writes run
 one after another with the default options; consecutive creates reach storage in one
-`create_many` call and consecutive updates and deletes in one `change_many` (batchsvc/bulk.py).
+`create_many` call and consecutive updates and deletes in one `change_many`
+(batchsvc/batch/bulk.py).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--continue-on-error", action="store_true")
     args = parser.parse_args()
     options = {"continue_on_error": True} if args.continue_on_error else None
-    from batchsvc.keys import KeyStore
+    from batchsvc.api_keys import KeyStore
 
     texts = bs.Texts(seed=5)
     rows = [texts.create(n) for n in range(args.count)]

@@ -285,7 +285,7 @@ def _texts(rows: list[dict[str, Any]]) -> list[str]:
 
 async def embed_alone(rows: list[dict[str, Any]]) -> tuple[float, list[Any]]:
     """Seconds to embed the rows' texts in batches of 100 (model loaded and warmed first)."""
-    from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+    from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 
     texts = _texts(rows)
     async with WordLlamaEmbedder() as embedder:
@@ -300,7 +300,7 @@ async def embed_alone(rows: list[dict[str, Any]]) -> tuple[float, list[Any]]:
 async def insert_rows(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -> float:
     """Seconds to insert the rows with their vectors by `SQLiteStore.create_many`, 100 per
     call: the store's part of a batch of creates, without HTTP and the executor."""
-    from batchsvc_backends.sqlite import SQLiteStore
+    from batchsvc_backends.sqlite.store import SQLiteStore
 
     memories = _memories(rows)
     async with SQLiteStore(path) as store:
@@ -318,9 +318,9 @@ def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -
     the timed loop: any insert of these rows needs them."""
     import sqlite3
 
-    from batchsvc_backends.sqlite import SQLiteStore
-    from batchsvc_backends.sqlite_indexes import encode
-    from batchsvc_backends.sqlite_queries import indexed_text, words
+    from batchsvc_backends.sqlite.indexes import encode
+    from batchsvc_backends.sqlite.queries import indexed_text, words
+    from batchsvc_backends.sqlite.store import SQLiteStore
 
     async def create_schema() -> None:
         async with SQLiteStore(path):
@@ -376,8 +376,8 @@ def raw_sql_inserts(path: str, rows: list[dict[str, Any]], vectors: list[Any]) -
 
 async def bulk_load(path: str, rows: list[dict[str, Any]]) -> float:
     """Embed and insert `rows` into the file at `path`, 100 per `create_many`."""
-    from batchsvc_backends.sqlite import SQLiteStore
-    from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+    from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
+    from batchsvc_backends.sqlite.store import SQLiteStore
 
     t0 = time.perf_counter()
     async with WordLlamaEmbedder() as embedder, SQLiteStore(path) as store:
@@ -425,7 +425,7 @@ def main() -> None:
     n_queries = args.queries or (100 if args.quick else 300)
     started = time.perf_counter()
 
-    from batchsvc.keys import KeyStore
+    from batchsvc.api_keys import KeyStore
 
     texts = Texts(seed=11)
     rows = [texts.create(n) for n in range(SMALL)]

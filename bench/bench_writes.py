@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's batchsvc, whatever the editable install says
 
-from batchsvc_backends.sqlite import SQLiteStore  # noqa: E402
+from batchsvc_backends.sqlite.store import SQLiteStore  # noqa: E402
 
 from batchsvc.models import Memory, new_memory_id  # noqa: E402
 

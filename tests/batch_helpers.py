@@ -11,9 +11,9 @@ from typing import Any
 from faults import FaultyStorage
 from support import Service
 
-from batchsvc.batch import decode_batch
-from batchsvc.executor import BatchExecutor
+from batchsvc.batch.executor import BatchExecutor
 from batchsvc.limits import Limits
+from batchsvc.request.batch_body import decode_batch
 
 ServiceFactory = Callable[..., Awaitable[Service]]
 MISSING = "mem_0000000000000000"

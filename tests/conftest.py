@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient
 from faults import FaultyStorage
 from support import Service, make_config
 
+from batchsvc.api_keys import KeyStore
 from batchsvc.embedding import Embedder
 from batchsvc.http.app import create_app
-from batchsvc.keys import KeyStore
 from batchsvc.storage import Storage
 
 ServiceFactory = Callable[..., Awaitable[Service]]

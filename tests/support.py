@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from attrs import define
 
+from batchsvc.api_keys import KeyStore
 from batchsvc.config import Config, parse_config
-from batchsvc.keys import KeyStore
 
 # Generous limits so tests that are not about rate limiting never hit it.
 TEST_RATE_LIMIT = {"batch_requests": 100_000, "other_requests": 100_000, "window_seconds": 60}

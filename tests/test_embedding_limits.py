@@ -34,7 +34,7 @@ CHARACTERS = 99_000
 #: development machine: 160 MB, of which 123 MB the service takes with no embedder at all (the
 #: body, its parsed JSON, SQLite and the lexical index: about 12 times the body), and the
 #: embedder the rest (one group's tokenizer records and one slice of token rows, under 100 MB
-#: whatever the texts; backends/token_mean.py). Before the fix: 2,411 MB for these texts.
+#: whatever the texts; backends/embedders/token_mean.py). Before the fix: 2,411 MB for these texts.
 PEAK_EXTRA_BYTES = 400 * 2**20
 #: A core's worth of CPU in a second is about 1 s; an idle server uses a few milliseconds.
 IDLE_CPU_S = 0.2

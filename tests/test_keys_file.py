@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from support import Service
 
-from batchsvc.keys import KeyFileError, KeyStore
+from batchsvc.api_keys import KeyFileError, KeyStore
 
 
 async def _status(service: Service) -> tuple[int, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchsvc.lexical import LexicalIndex, tokenize
+from batchsvc.search.lexical import LexicalIndex, tokenize
 
 DOCS = {
     "mat": "the cat sat on the mat",

@@ -25,9 +25,9 @@ from referencing.jsonschema import DRAFT202012
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from support import Service, make_config
 
+from batchsvc.api_keys import KeyStore
 from batchsvc.errors import BackendError, ErrorCode
 from batchsvc.http.app import create_app
-from batchsvc.keys import KeyStore
 
 DOCUMENT_TEXT = files("batchsvc").joinpath("openapi.json").read_text(encoding="utf-8")
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_TEXT)

@@ -18,10 +18,10 @@ from faults import FaultyStorage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchsvc.batch import decode_batch
-from batchsvc.executor import BatchExecutor
+from batchsvc.batch.executor import BatchExecutor
 from batchsvc.limits import Limits
 from batchsvc.models import Memory
+from batchsvc.request.batch_body import decode_batch
 
 TENANT = "acme"
 VOCAB = ("apple", "river", "stone", "cloud", "ember", "frost")

@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from batchsvc import lexical as lexical_module
-from batchsvc.lexical import LexicalIndex
 from batchsvc.models import SearchQuery
-from batchsvc.ranking import FIRST_ROUND, ranked
-from batchsvc.vectors import VectorIndex, fuse_one
+from batchsvc.search import lexical as lexical_module
+from batchsvc.search.lexical import LexicalIndex
+from batchsvc.search.ranking import FIRST_ROUND, ranked
+from batchsvc.search.vectors import VectorIndex, fuse_one
 
 WORDS = [f"w{n}" for n in range(60)]
 DIMS = 8

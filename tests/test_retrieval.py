@@ -32,9 +32,9 @@ from attrs import frozen
 from retrieval_set import KEYWORDS, MEMORIES, PARAPHRASES, SHARED_KEYWORDS, TITLES, text
 from support import Service, make_config
 
+from batchsvc.api_keys import KeyStore
 from batchsvc.http.app import create_app
-from batchsvc.keys import KeyStore
-from batchsvc.lexical import tokenize
+from batchsvc.search.lexical import tokenize
 
 MODES = ("lexical", "semantic", "hybrid")
 TOP = 5

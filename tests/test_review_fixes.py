@@ -12,10 +12,10 @@ from batch_helpers import MISSING, ServiceFactory, create, ops_of, read, stored
 from faults import FaultyStorage
 from support import Service
 
-from batchsvc.batch import decode_batch
+from batchsvc.batch.executor import BatchExecutor
 from batchsvc.errors import BackendError
-from batchsvc.executor import BatchExecutor
 from batchsvc.limits import Limits
+from batchsvc.request.batch_body import decode_batch
 
 
 class Boom(BaseException):

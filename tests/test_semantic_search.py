@@ -9,14 +9,14 @@ from types import TracebackType
 from typing import Any, Self
 
 import pytest
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
+from batchsvc_backends.sqlite.store import SQLiteStore
 from conftest import ServiceFactory
 from faults import FaultyStorage
 from support import Service
 
-from batchsvc import dispatch
-from batchsvc.lexical import tokenize
+from batchsvc.batch import attempts as dispatch
+from batchsvc.search.lexical import tokenize
 from batchsvc.storage import Vector
 
 CORPUS = [

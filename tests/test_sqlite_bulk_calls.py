@@ -1,4 +1,4 @@
-"""Bulk calls on SQLite (`batchsvc.bulk`): the same batches with and without `create_many` and
+"""Bulk calls on SQLite (`batchsvc.batch.bulk`): the same batches with and without `create_many` and
 `change_many` give equal responses and equal files, and the live search indexes equal a fresh
 load of the file, also when SQLite itself fails inside a bulk call (a trigger raises).
 
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from batch_helpers import ServiceFactory, comparable, create, delete, search, update
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
+from batchsvc_backends.sqlite.store import SQLiteStore
 from test_bulk_calls import BATCHES, same_text, stored_as_data
 
-from batchsvc import run_state
+from batchsvc.batch import state as run_state
 from batchsvc.models import MemoryPatch, SearchQuery
 from batchsvc.storage import PlannedDelete, PlannedUpdate
 from batchsvc.testing import LATER, make_memory

@@ -21,9 +21,9 @@ from typing import Any
 import aiosqlite
 import pytest
 from batchsvc_backends.memory import MemoryStore
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.sqlite_group import GROUP_CAP
-from batchsvc_backends.sqlite_indexes import Change
+from batchsvc_backends.sqlite.group import GROUP_CAP
+from batchsvc_backends.sqlite.indexes import Change
+from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.errors import BackendError, FieldError
 from batchsvc.limits import Limits

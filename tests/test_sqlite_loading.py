@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchsvc_backends import sqlite_indexes
-from batchsvc_backends.sqlite import SQLiteStore
+from batchsvc_backends.sqlite import indexes as sqlite_indexes
+from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.models import Memory, MemoryPatch, SearchQuery
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchsvc_backends.sqlite import SQLiteStore
+from batchsvc_backends.sqlite.store import SQLiteStore
 from conftest import ServiceFactory
 from faults import FaultyStorage
 from processes import Server, make_key, serving, write_config

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from batchsvc_backends.sqlite import SQLiteStore
+from batchsvc_backends.sqlite.store import SQLiteStore
 from processes import make_key, refused, serving, write_config
 
 from batchsvc.errors import BackendError

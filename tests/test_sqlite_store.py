@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from batchsvc_backends.memory import MemoryStore
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.sqlite_schema import SCHEMA_VERSION
+from batchsvc_backends.sqlite.schema import SCHEMA_VERSION
+from batchsvc_backends.sqlite.store import SQLiteStore
 from conftest import ServiceFactory
 
 from batchsvc.config import ConfigError

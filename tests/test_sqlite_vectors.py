@@ -13,18 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from batchsvc_backends import sqlite_indexes
 from batchsvc_backends.memory import MemoryStore
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.sqlite_schema import _V1, SCHEMA_VERSION
+from batchsvc_backends.sqlite import indexes as sqlite_indexes
+from batchsvc_backends.sqlite.schema import _V1, SCHEMA_VERSION
+from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.errors import BackendError
 from batchsvc.filters import parse_filter
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.search.vectors import PARALLEL_ROWS, VectorIndex, row_cosines
 from batchsvc.storage import MemoryOps, Storage, Vector
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
-from batchsvc.vectors import PARALLEL_ROWS, VectorIndex, row_cosines
 
 WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
 

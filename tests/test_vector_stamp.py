@@ -1,4 +1,4 @@
-"""Which model made the stored vectors (`batchsvc.vector_stamp`): a SQLite file remembers it, the
+"""Which model made the stored vectors (`batchsvc.model_stamp`): a SQLite file remembers it, the
 service refuses another embedder's queries against them, and `reembed` replaces them all.
 
 Two real embedders whose vectors do not compare: wordllama at 256 dimensions and the same model
@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from batchsvc_backends import sqlite_settings
+from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 from batchsvc_backends.memory import MemoryStore
-from batchsvc_backends.sqlite import SQLiteStore
-from batchsvc_backends.sqlite_schema import SCHEMA_VERSION
-from batchsvc_backends.wordllama_embedder import WordLlamaEmbedder
+from batchsvc_backends.sqlite import settings as sqlite_settings
+from batchsvc_backends.sqlite.schema import SCHEMA_VERSION
+from batchsvc_backends.sqlite.store import SQLiteStore
 from support import make_config
 
 from batchsvc.embedding import embedding_text
 from batchsvc.http.app import create_app
+from batchsvc.model_stamp import VectorsMismatch, check_vectors, stamp_of
 from batchsvc.models import SearchQuery
 from batchsvc.storage import Vector, unfinished_reembed
 from batchsvc.testing import OTHER, TENANT, make_memory
-from batchsvc.vector_stamp import VectorsMismatch, check_vectors, stamp_of
 
 TEXTS = [
     "the walrus sleeps on the ice floe",

@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from batchsvc.api_keys import KeyStore
+from batchsvc.batch.executor import BatchExecutor
 from batchsvc.config import Config
 from batchsvc.embedding import Embedder
-from batchsvc.executor import BatchExecutor
-from batchsvc.http.handlers import routes
-from batchsvc.http.keys import (
+from batchsvc.http.appkeys import (
     API_POLICY,
     BATCH_POLICY,
     CONFIG,
@@ -25,17 +25,17 @@ from batchsvc.http.keys import (
     RATE_LIMITER,
     STORAGE,
 )
+from batchsvc.http.handlers import routes
 from batchsvc.http.middleware import auth_middleware, envelope_middleware, metrics_middleware
 from batchsvc.http.protocol import answer_protocol_errors_in_envelope
 from batchsvc.http.responses import json_response
-from batchsvc.keys import KeyStore
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
+from batchsvc.model_stamp import check_vectors
 from batchsvc.plugins import load_backend, load_embedder
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
 from batchsvc.starting import started
 from batchsvc.storage import Storage
-from batchsvc.vector_stamp import check_vectors
 
 OPENAPI = web.AppKey("openapi", bytes)
 EMBEDDER = web.AppKey("embedder", Embedder)

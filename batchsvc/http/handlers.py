@@ -9,15 +9,20 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from batchsvc.batch import BatchOptions, BatchRequest, batch_id_from_header, decode_batch
+from batchsvc.batch.results import BatchResult
 from batchsvc.errors import ApiError, BackendError, CorruptBackendError, ErrorCode, FieldError
-from batchsvc.fields import want_choice, want_int, want_string
+from batchsvc.http.appkeys import CONFIG, EXECUTOR, METRICS, STARTED, STORAGE, TENANT
 from batchsvc.http.body import read_json
-from batchsvc.http.keys import CONFIG, EXECUTOR, METRICS, STARTED, STORAGE, TENANT
 from batchsvc.http.responses import json_response, success
 from batchsvc.models import MEMORY_TYPES
-from batchsvc.operations import decode_operation
-from batchsvc.results import BatchResult
+from batchsvc.request.batch_body import (
+    BatchOptions,
+    BatchRequest,
+    batch_id_from_header,
+    decode_batch,
+)
+from batchsvc.request.fields import want_choice, want_int, want_string
+from batchsvc.request.operations import decode_operation
 from batchsvc.storage import ChecksReadiness, Readiness
 
 routes = web.RouteTableDef()

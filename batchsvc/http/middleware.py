@@ -10,9 +10,9 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from batchsvc.api_keys import KeyFileError
 from batchsvc.errors import ApiError, ErrorCode
-from batchsvc.http.body import ClientDisconnected
-from batchsvc.http.keys import (
+from batchsvc.http.appkeys import (
     API_POLICY,
     BATCH_POLICY,
     KEY_STORE,
@@ -22,8 +22,8 @@ from batchsvc.http.keys import (
     STARTED,
     TENANT,
 )
+from batchsvc.http.body import ClientDisconnected
 from batchsvc.http.responses import error_response, from_http_exception
-from batchsvc.keys import KeyFileError
 
 log = structlog.get_logger("batchsvc.http")
 

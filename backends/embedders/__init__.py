@@ -1,0 +1,2 @@
+"""The bundled embedders, registered under `batchsvc.embedders`: `wordllama` (the default,
+offline) and `minilm` (optional extra), with the threaded lifecycle they share."""

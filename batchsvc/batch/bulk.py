@@ -1,0 +1,212 @@
+"""Bulk calls: a run of consecutive creates, or of consecutive updates and deletes, goes to
+storage in one call.
+
+Why: most of a write's cost on a durable backend is per call, not per row (a round trip to
+the database's thread, a commit, a task switch in the executor), and with the default
+`continue_on_error: false` a batch's writes run one after another, each its own commit. A
+backend that offers `CreatesMany` gets each run of two or more consecutive valid creates of a
+batch at once, when the first of them is due; one that offers `ChangesMany` gets runs of
+updates and deletes, when writes run in order (not under `parallel` with
+`continue_on_error`, where they already run side by side and share commits).
+
+It changes nothing a client can see but the time taken:
+- a run is consecutive, and when its first operation is due everything before it has
+  finished (writes run in order), so running it at once is an order the batch could take;
+- `create_many` is all or none: when it fails, each create runs on its own, with its own
+  retries, as if the call had never been made (it is not counted in `attempts`);
+- `change_many` applies the changes in order and stops at a change's own fault (and, when the
+  batch stops at its first failure, at a memory not found). Each change applied, or not found,
+  is settled with its outcome and one attempt, as it would have been alone; the one that
+  faulted and those after it run on their own, in order. A text-changing update's vector is
+  made beforehand, all of the run's in one embedder call, from the memory as read then: if
+  an earlier change of the run (or another batch) changed its text since, the backend refuses
+  it (`TextChanged`) and it runs on its own;
+- only the batch deadline, passing while the call runs, settles all of the run at once: each
+  reports TIMEOUT, "the batch deadline passed while the operation ran; it had no effect",
+  which is what each was doing (one by one, the later ones would have been skipped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchsvc.batch.embeddings import embed_texts
+from batchsvc.batch.state import BatchRun, not_found
+from batchsvc.embedding import Embedder, embedding_text
+from batchsvc.errors import ErrorCode, FieldError
+from batchsvc.models import Memory, utc_now
+from batchsvc.request.operations import CreateOp, DeleteOp, Ref, UpdateOp
+from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdate, ToCreate
+
+#: The most operations one call takes: a call that fails is redone one by one, so this bounds
+#: the redo; it is also the batch size API.md allows by default.
+BULK_CAP = 100
+
+
+def _run(run: BatchRun, index: int, takes: Any, *, again: bool = False) -> list[int]:
+    """`index` and the consecutive operations after it that `takes`; empty if fewer than two.
+    An operation an earlier call took and left unsettled runs alone, unless `again` and it
+    was left only because a change before it faulted (`run.rebulk`): a call that failed as a
+    whole would fail again, once per operation."""
+    if not takes(run, index) or not _free(run, index, again):
+        return []
+    indices = [index]
+    later = index + 1
+    while later < len(run.operations) and len(indices) < BULK_CAP and takes(run, later):
+        if later in run.started or not _free(run, later, again):
+            break
+        indices.append(later)
+        later += 1
+    return indices if len(indices) > 1 else []
+
+
+def _free(run: BatchRun, index: int, again: bool) -> bool:
+    return index not in run.claims or (again and index in run.rebulk)
+
+
+def run_of_creates(run: BatchRun, index: int) -> list[int]:
+    """The creates to store with the one at `index`; empty where there is no bulk to make."""
+    return [] if run.bulk is None else _run(run, index, _takes_create)
+
+
+def _takes_create(run: BatchRun, index: int) -> bool:
+    # A create whose embedding failed fails on its own, without a storage call.
+    return isinstance(run.operations[index], CreateOp) and index not in run.vectors.failed
+
+
+def run_of_changes(run: BatchRun, index: int, in_order: bool) -> list[int]:
+    """The updates and deletes to apply with the one at `index`, if writes run in order."""
+    if run.changes is None or not in_order:
+        return []
+    # In order, nothing else runs them: after a change's fault, the rest may go together.
+    return _run(run, index, _takes_change, again=True)
+
+
+def _takes_change(run: BatchRun, index: int) -> bool:
+    return target_of(run, index) is not None
+
+
+def target_of(run: BatchRun, index: int) -> str | None:
+    """The memory an update or delete at `index` changes; None if it is not one, or if it
+    names a create of the batch that did not succeed (it then fails on its own)."""
+    op = run.operations[index]
+    if not isinstance(op, UpdateOp | DeleteOp):
+        return None
+    return run.created.get(op.id.index) if isinstance(op.id, Ref) else op.id
+
+
+def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
+    """The memories the creates at `indices` store, with their vectors; their ids were drawn
+    when the batch began, so a redo one by one stores the same ids."""
+    now = utc_now()
+    items: list[ToCreate] = []
+    for index in indices:
+        op = run.operations[index]
+        assert isinstance(op, CreateOp)
+        items.append((op.data.build(run.new_ids[index], now), run.vectors.vectors.get(index)))
+    return items
+
+
+async def planned_changes(
+    run: BatchRun, indices: list[int], embedder: Embedder | None
+) -> list[PlannedChange]:
+    """The changes of the operations at `indices`, text-changing updates with the vector of
+    the text they will leave: the memories are read in one call (`get_many`), and the run's
+    earlier changes are applied to them here in order, so that only another batch can make a
+    text stale. One embedder call for all. Raises what the read or the embedder raise."""
+    now = utc_now()
+    planned: list[PlannedChange] = []
+    texts: dict[int, str] = {}
+    memories: dict[str, Memory | None] = {}  # each target as the run will have left it
+    faulted = False  # a change faults: the call's list ends there, later texts do not matter
+    # Only memories whose text some update of the run changes need reading.
+    read = {
+        target_of(run, index)
+        for index in indices
+        if isinstance(op := run.operations[index], UpdateOp) and op.patch.changes_text
+    }
+    if embedder is not None and read:
+        assert run.changes is not None
+        found = await run.changes.get_many(run.tenant, sorted(i for i in read if i))
+        memories.update({memory_id: found.get(memory_id) for memory_id in read if memory_id})
+    for position, index in enumerate(indices):
+        op, memory_id = run.operations[index], target_of(run, index)
+        assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
+        if isinstance(op, DeleteOp):
+            planned.append(PlannedDelete(memory_id))
+            memories[memory_id] = None
+            continue
+        planned.append(PlannedUpdate(memory_id, op.patch, now))
+        if embedder is None or faulted or memory_id not in read:
+            continue
+        current = memories[memory_id]
+        if current is None:
+            continue  # the update will find no memory: NOT_FOUND
+        try:
+            memories[memory_id] = changed = op.patch.apply(current, now)
+        except FieldError:
+            faulted = True
+            continue
+        if op.patch.changes_text:
+            texts[position] = embedding_text(changed.title, changed.content)
+    if embedder is not None and texts:
+        vectors = await embed_texts(embedder, list(texts.values()))
+        for (position, text), vector in zip(texts.items(), vectors, strict=True):
+            change = planned[position]
+            assert isinstance(change, PlannedUpdate)
+            planned[position] = PlannedUpdate(change.memory_id, change.patch, now, vector, text)
+    return planned
+
+
+def settle_creates(run: BatchRun, indices: list[int], items: list[ToCreate]) -> None:
+    """Report the creates stored, as each would report itself."""
+    for index, (memory, _) in zip(indices, items, strict=True):
+        run.created[index] = memory.id
+        _succeed(run, index, {"id": memory.id, "created_at": memory.created_at})
+
+
+def settle_changes(run: BatchRun, indices: list[int], outcomes: list[Outcome]) -> None:
+    """Report each change applied or not found; one that faulted (the last outcome, if an
+    exception) and those never reached stay to run on their own."""
+    for position, (index, outcome) in enumerate(zip(indices, outcomes, strict=False)):
+        memory_id = target_of(run, index)
+        if isinstance(outcome, Exception):
+            # This one runs alone; those after it, never tried, may go together again.
+            run.rebulk.update(indices[position + 1 :])
+            return
+        result = run.results[index]
+        if outcome is None or outcome is False:
+            assert memory_id is not None
+            missing = not_found(memory_id)
+            result.attempts = 1
+            result.fail(missing.code, missing.message, missing.details)
+        elif isinstance(outcome, Memory):
+            answer = {
+                "id": outcome.id,
+                "updated_at": outcome.updated_at,
+                "version": outcome.version,
+            }
+            _succeed(run, index, answer)
+        else:
+            _succeed(run, index, {"id": memory_id, "deleted": True})
+        run.settled.add(index)
+
+
+def _succeed(run: BatchRun, index: int, answer: dict[str, Any]) -> None:
+    result = run.results[index]
+    result.attempts = 1
+    result.succeed(answer)
+    run.settled.add(index)
+
+
+def timed_out(run: BatchRun, indices: list[int]) -> None:
+    """The batch deadline passed while the bulk call ran: it had no effect."""
+    for index in indices:
+        result = run.results[index]
+        result.attempts = 1
+        result.fail(
+            ErrorCode.TIMEOUT,
+            "the batch deadline passed while the operation ran; it had no effect",
+            {"timeout_ms": run.options.timeout_ms},
+        )
+        run.settled.add(index)
