@@ -158,7 +158,7 @@ def executor_for(
         request = decode_batch(
             {"operations": operations, "options": options}, Limits(), supports_transactions=True
         )
-        result = await executor.run("acme", request, "batch_test")
+        result = await executor.execute("acme", request, "batch_test")
         ops: list[dict[str, Any]] = result.to_json(0)["operations"]
         return ops
 

@@ -307,7 +307,7 @@ class TestParallel:
             Limits(),
             supports_transactions=True,
         )
-        task = asyncio.create_task(BatchExecutor(storage, Limits()).run("acme", request, "b"))
+        task = asyncio.create_task(BatchExecutor(storage, Limits()).execute("acme", request, "b"))
         await asyncio.sleep(0.05)  # the first creates are stalled; other workers wait
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

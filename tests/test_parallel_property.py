@@ -91,7 +91,7 @@ async def run_batch(
     request = decode_batch(
         {"operations": operations, "options": options}, limits, supports_transactions=True
     )
-    result = await BatchExecutor(storage, limits).run(TENANT, request, "batch_property")
+    result = await BatchExecutor(storage, limits).execute(TENANT, request, "batch_property")
     results = [op.to_json() for op in result.operations]
     names = {
         op["result"]["id"]: f"${op['index']}"

@@ -38,7 +38,7 @@ class TestSchedulerUnwinds:
         }
         request = decode_batch(body, Limits(), supports_transactions=True)
         with pytest.raises(Boom):
-            await executor.run("acme", request, "batch_boom")
+            await executor.execute("acme", request, "batch_boom")
         await asyncio.sleep(0.3)
         assert (await storage.store.list("acme")).items == []
         assert set(asyncio.all_tasks()) - before == set()

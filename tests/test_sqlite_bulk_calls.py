@@ -70,13 +70,13 @@ def embedder() -> Iterator[KeptEmbedder]:
 
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The executor sees no bulk calls (the backend still has them)."""
-    original = run_state.BatchRun.__init__
+    original = run_state.BatchState.__init__
 
-    def init(self: run_state.BatchRun, *args: Any, **kwargs: Any) -> None:
+    def init(self: run_state.BatchState, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         self.bulk = self.changes = None
 
-    monkeypatch.setattr(run_state.BatchRun, "__init__", init)
+    monkeypatch.setattr(run_state.BatchState, "__init__", init)
 
 
 async def indexes_match_the_file(store: SQLiteStore, path: Path, embedder: KeptEmbedder) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchsvc.batch.embeddings import embed_texts
-from batchsvc.batch.state import BatchRun, not_found
+from batchsvc.batch.state import BatchState, not_found
 from batchsvc.embedding import Embedder, embedding_text
 from batchsvc.errors import ErrorCode, FieldError
 from batchsvc.models import Memory, utc_now
@@ -43,72 +43,72 @@ from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdat
 BULK_CAP = 100
 
 
-def _run(run: BatchRun, index: int, takes: Any, *, again: bool = False) -> list[int]:
+def _run(state: BatchState, index: int, takes: Any, *, again: bool = False) -> list[int]:
     """`index` and the consecutive operations after it that `takes`; empty if fewer than two.
     An operation an earlier call took and left unsettled runs alone, unless `again` and it
-    was left only because a change before it faulted (`run.rebulk`): a call that failed as a
+    was left only because a change before it faulted (`state.rebulk`): a call that failed as a
     whole would fail again, once per operation."""
-    if not takes(run, index) or not _free(run, index, again):
+    if not takes(state, index) or not _free(state, index, again):
         return []
     indices = [index]
     later = index + 1
-    while later < len(run.operations) and len(indices) < BULK_CAP and takes(run, later):
-        if later in run.started or not _free(run, later, again):
+    while later < len(state.operations) and len(indices) < BULK_CAP and takes(state, later):
+        if later in state.started or not _free(state, later, again):
             break
         indices.append(later)
         later += 1
     return indices if len(indices) > 1 else []
 
 
-def _free(run: BatchRun, index: int, again: bool) -> bool:
-    return index not in run.claims or (again and index in run.rebulk)
+def _free(state: BatchState, index: int, again: bool) -> bool:
+    return index not in state.claims or (again and index in state.rebulk)
 
 
-def run_of_creates(run: BatchRun, index: int) -> list[int]:
+def run_of_creates(state: BatchState, index: int) -> list[int]:
     """The creates to store with the one at `index`; empty where there is no bulk to make."""
-    return [] if run.bulk is None else _run(run, index, _takes_create)
+    return [] if state.bulk is None else _run(state, index, _takes_create)
 
 
-def _takes_create(run: BatchRun, index: int) -> bool:
+def _takes_create(state: BatchState, index: int) -> bool:
     # A create whose embedding failed fails on its own, without a storage call.
-    return isinstance(run.operations[index], CreateOp) and index not in run.vectors.failed
+    return isinstance(state.operations[index], CreateOp) and index not in state.vectors.failed
 
 
-def run_of_changes(run: BatchRun, index: int, in_order: bool) -> list[int]:
+def run_of_changes(state: BatchState, index: int, in_order: bool) -> list[int]:
     """The updates and deletes to apply with the one at `index`, if writes run in order."""
-    if run.changes is None or not in_order:
+    if state.changes is None or not in_order:
         return []
     # In order, nothing else runs them: after a change's fault, the rest may go together.
-    return _run(run, index, _takes_change, again=True)
+    return _run(state, index, _takes_change, again=True)
 
 
-def _takes_change(run: BatchRun, index: int) -> bool:
-    return target_of(run, index) is not None
+def _takes_change(state: BatchState, index: int) -> bool:
+    return target_of(state, index) is not None
 
 
-def target_of(run: BatchRun, index: int) -> str | None:
+def target_of(state: BatchState, index: int) -> str | None:
     """The memory an update or delete at `index` changes; None if it is not one, or if it
     names a create of the batch that did not succeed (it then fails on its own)."""
-    op = run.operations[index]
+    op = state.operations[index]
     if not isinstance(op, UpdateOp | DeleteOp):
         return None
-    return run.created.get(op.id.index) if isinstance(op.id, Ref) else op.id
+    return state.created.get(op.id.index) if isinstance(op.id, Ref) else op.id
 
 
-def new_memories(run: BatchRun, indices: list[int]) -> list[ToCreate]:
+def new_memories(state: BatchState, indices: list[int]) -> list[ToCreate]:
     """The memories the creates at `indices` store, with their vectors; their ids were drawn
     when the batch began, so a redo one by one stores the same ids."""
     now = utc_now()
     items: list[ToCreate] = []
     for index in indices:
-        op = run.operations[index]
+        op = state.operations[index]
         assert isinstance(op, CreateOp)
-        items.append((op.data.build(run.new_ids[index], now), run.vectors.vectors.get(index)))
+        items.append((op.data.build(state.new_ids[index], now), state.vectors.vectors.get(index)))
     return items
 
 
 async def planned_changes(
-    run: BatchRun, indices: list[int], embedder: Embedder | None
+    state: BatchState, indices: list[int], embedder: Embedder | None
 ) -> list[PlannedChange]:
     """The changes of the operations at `indices`, text-changing updates with the vector of
     the text they will leave: the memories are read in one call (`get_many`), and the run's
@@ -121,16 +121,16 @@ async def planned_changes(
     faulted = False  # a change faults: the call's list ends there, later texts do not matter
     # Only memories whose text some update of the run changes need reading.
     read = {
-        target_of(run, index)
+        target_of(state, index)
         for index in indices
-        if isinstance(op := run.operations[index], UpdateOp) and op.patch.changes_text
+        if isinstance(op := state.operations[index], UpdateOp) and op.patch.changes_text
     }
     if embedder is not None and read:
-        assert run.changes is not None
-        found = await run.changes.get_many(run.tenant, sorted(i for i in read if i))
+        assert state.changes is not None
+        found = await state.changes.get_many(state.tenant, sorted(i for i in read if i))
         memories.update({memory_id: found.get(memory_id) for memory_id in read if memory_id})
     for position, index in enumerate(indices):
-        op, memory_id = run.operations[index], target_of(run, index)
+        op, memory_id = state.operations[index], target_of(state, index)
         assert memory_id is not None and isinstance(op, UpdateOp | DeleteOp)
         if isinstance(op, DeleteOp):
             planned.append(PlannedDelete(memory_id))
@@ -158,23 +158,23 @@ async def planned_changes(
     return planned
 
 
-def settle_creates(run: BatchRun, indices: list[int], items: list[ToCreate]) -> None:
+def settle_creates(state: BatchState, indices: list[int], items: list[ToCreate]) -> None:
     """Report the creates stored, as each would report itself."""
     for index, (memory, _) in zip(indices, items, strict=True):
-        run.created[index] = memory.id
-        _succeed(run, index, {"id": memory.id, "created_at": memory.created_at})
+        state.created[index] = memory.id
+        _succeed(state, index, {"id": memory.id, "created_at": memory.created_at})
 
 
-def settle_changes(run: BatchRun, indices: list[int], outcomes: list[Outcome]) -> None:
+def settle_changes(state: BatchState, indices: list[int], outcomes: list[Outcome]) -> None:
     """Report each change applied or not found; one that faulted (the last outcome, if an
     exception) and those never reached stay to run on their own."""
     for position, (index, outcome) in enumerate(zip(indices, outcomes, strict=False)):
-        memory_id = target_of(run, index)
+        memory_id = target_of(state, index)
         if isinstance(outcome, Exception):
             # This one runs alone; those after it, never tried, may go together again.
-            run.rebulk.update(indices[position + 1 :])
+            state.rebulk.update(indices[position + 1 :])
             return
-        result = run.results[index]
+        result = state.results[index]
         if outcome is None or outcome is False:
             assert memory_id is not None
             missing = not_found(memory_id)
@@ -186,27 +186,27 @@ def settle_changes(run: BatchRun, indices: list[int], outcomes: list[Outcome]) -
                 "updated_at": outcome.updated_at,
                 "version": outcome.version,
             }
-            _succeed(run, index, answer)
+            _succeed(state, index, answer)
         else:
-            _succeed(run, index, {"id": memory_id, "deleted": True})
-        run.settled.add(index)
+            _succeed(state, index, {"id": memory_id, "deleted": True})
+        state.settled.add(index)
 
 
-def _succeed(run: BatchRun, index: int, answer: dict[str, Any]) -> None:
-    result = run.results[index]
+def _succeed(state: BatchState, index: int, answer: dict[str, Any]) -> None:
+    result = state.results[index]
     result.attempts = 1
     result.succeed(answer)
-    run.settled.add(index)
+    state.settled.add(index)
 
 
-def timed_out(run: BatchRun, indices: list[int]) -> None:
+def timed_out(state: BatchState, indices: list[int]) -> None:
     """The batch deadline passed while the bulk call ran: it had no effect."""
     for index in indices:
-        result = run.results[index]
+        result = state.results[index]
         result.attempts = 1
         result.fail(
             ErrorCode.TIMEOUT,
             "the batch deadline passed while the operation ran; it had no effect",
-            {"timeout_ms": run.options.timeout_ms},
+            {"timeout_ms": state.options.timeout_ms},
         )
-        run.settled.add(index)
+        state.settled.add(index)

@@ -16,11 +16,11 @@ T = TypeVar("T")
 
 
 class DeadlineExpired(Exception):
-    """`run_until`'s own deadline cancelled the call (so, by the storage contract, it changed
+    """`await_until`'s own deadline cancelled the call (so, by the storage contract, it changed
     nothing). Distinct from a TimeoutError the call itself raised, which says no such thing."""
 
 
-async def run_until(coro: Coroutine[Any, Any, T], until: float) -> T:
+async def await_until(coro: Coroutine[Any, Any, T], until: float) -> T:
     """Await `coro`, raising DeadlineExpired if it still runs at loop time `until`."""
     try:
         yielded = coro.send(None)

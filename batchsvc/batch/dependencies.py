@@ -29,7 +29,7 @@ def waits_for_all_earlier(operations: list[DecodedOperation], stops_on_failure: 
     When the batch stops at its first failure, a write may take effect only once nothing before
     it has failed. Reads and searches still run early; they change nothing, so one that turns
     out to follow a failure is reported skipped as if it never ran, and the results stay those
-    of a sequential run.
+    of a sequential execution.
     """
     return [stops_on_failure and is_write(op) for op in operations]
 

@@ -27,7 +27,7 @@ from batchsvc.batch.bulk import (
     settle_creates,
     timed_out,
 )
-from batchsvc.batch.deadline import DeadlineExpired, run_until
+from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.embeddings import (
     BatchVectors,
     embed_batch,
@@ -35,7 +35,7 @@ from batchsvc.batch.embeddings import (
 from batchsvc.batch.results import BatchResult, OperationResult
 from batchsvc.batch.scheduler import ParallelScheduler
 from batchsvc.batch.state import (
-    BatchRun,
+    BatchState,
     OperationFailed,
     all_timed_out,
     first_unsuccessful,
@@ -134,7 +134,7 @@ class BatchExecutor:
             )
         return op
 
-    async def run(
+    async def execute(
         self, tenant: str, request: BatchRequest, batch_id: str, started: float | None = None
     ) -> BatchResult:
         """Run the batch; `started` is the clock reading at the request's arrival."""
@@ -157,9 +157,9 @@ class BatchExecutor:
             )
         if request.options.atomic:
             return await self._run_atomic(tenant, request, batch_id, deadline, vectors)
-        run = BatchRun(tenant, request, self.storage, deadline, vectors)
-        await self._schedule(run)
-        return BatchResult(batch_id, run.results)
+        state = BatchState(tenant, request, self.storage, deadline, vectors)
+        await self._schedule(state)
+        return BatchResult(batch_id, state.results)
 
     async def _run_atomic(
         self,
@@ -169,7 +169,7 @@ class BatchExecutor:
         deadline: float,
         vectors: BatchVectors,
     ) -> BatchResult:
-        run: BatchRun | None = None
+        state: BatchState | None = None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
@@ -179,22 +179,22 @@ class BatchExecutor:
                         tx = await stack.enter_async_context(self.storage.transaction(tenant))
                 except TimeoutError:
                     return all_timed_out(batch_id, request)
-                run = BatchRun(tenant, request, tx, deadline, vectors)
-                await self._schedule(run)
-                if not all(r.status == "success" for r in run.results):
+                state = BatchState(tenant, request, tx, deadline, vectors)
+                await self._schedule(state)
+                if not all(r.status == "success" for r in state.results):
                     raise _Rollback
         except _Rollback:
-            assert run is not None
-            for result in run.results:
+            assert state is not None
+            for result in state.results:
                 if result.status == "success":
                     result.status, result.result = "rolled_back", None
             # The operation whose failure stopped the batch (the after_index of the skipped
             # ones), not the first skipped one, which in parallel can sit before it; only a
             # deadline leaves nothing but skipped operations.
-            failed = run.stopped_after
+            failed = state.stopped_after
             if failed is None:
-                failed = first_unsuccessful(run.results)
-            return BatchResult(batch_id, run.results, atomic_failed_index=failed)
+                failed = first_unsuccessful(state.results)
+            return BatchResult(batch_id, state.results, atomic_failed_index=failed)
         except CorruptBackendError as error:
             log.error("storage_corrupt", error=str(error))
             raise ApiError(
@@ -206,102 +206,102 @@ class BatchExecutor:
                 ErrorCode.BACKEND_UNAVAILABLE,
                 "the storage backend could not commit the batch; nothing was changed",
             ) from error
-        assert run is not None
-        return BatchResult(batch_id, run.results)
+        assert state is not None
+        return BatchResult(batch_id, state.results)
 
     # Scheduling -------------------------------------------------------------------------------
 
-    async def _schedule(self, run: BatchRun) -> None:
-        if not self._runs_parallel(run):
-            for index in range(len(run.operations)):
-                await self._step(run, index)
+    async def _schedule(self, state: BatchState) -> None:
+        if not self._runs_parallel(state):
+            for index in range(len(state.operations)):
+                await self._step(state, index)
             return
         scheduler = ParallelScheduler(
-            run.operations,
-            functools.partial(self._step, run),
-            functools.partial(self._crashed, run),
+            state.operations,
+            functools.partial(self._step, state),
+            functools.partial(self._crashed, state),
             width=self.limits.max_parallel,
-            stops_on_failure=run.stops_on_failure,
+            stops_on_failure=state.stops_on_failure,
         )
-        await scheduler.run()
-        if run.stopped_after is not None:
+        await scheduler.execute()
+        if state.stopped_after is not None:
             # Reads and searches run ahead of a failure that a sequential run would have
             # stopped at (writes wait, see plan.py). They changed nothing, so they are
             # reported as a sequential run reports them: skipped, after the first failure.
-            for result in run.results[run.stopped_after + 1 :]:
+            for result in state.results[state.stopped_after + 1 :]:
                 if not (result.error and result.error.code is ErrorCode.TIMEOUT):
-                    skip_after(result, run.stopped_after)
+                    skip_after(result, state.stopped_after)
 
-    def _crashed(self, run: BatchRun, index: int, error: Exception) -> None:
+    def _crashed(self, state: BatchState, index: int, error: Exception) -> None:
         log.error("scheduler_step_crashed", index=index, error=repr(error))
-        run.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
-        note_failure(run, index)
+        state.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
+        note_failure(state, index)
 
-    async def _step(self, run: BatchRun, index: int) -> None:
+    async def _step(self, state: BatchState, index: int) -> None:
         """Run operation `index`, or skip it if the batch has stopped or its deadline passed."""
-        result = run.results[index]
-        claim = run.claims.get(index)
+        result = state.results[index]
+        claim = state.claims.get(index)
         # Taken by the bulk call of an earlier operation: done already in any order but the
         # parallel one of `continue_on_error` (where this waits). If the call did not settle
         # this operation, it runs on its own, as it would have. Shielded: cancelling this
         # waiter (the batch is being cancelled) must not cancel the future others wait on.
         if claim is not None:
             await asyncio.shield(claim)
-            if index in run.settled:
+            if index in state.settled:
                 if result.status == "failed":
-                    note_failure(run, index)
+                    note_failure(state, index)
                 return
         # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
         # the operation that stopped the batch was itself cut by the deadline.
-        if self._clock() >= run.deadline:
+        if self._clock() >= state.deadline:
             result.skip(
                 ErrorCode.TIMEOUT,
                 "not run: the batch deadline passed first",
-                {"timeout_ms": run.options.timeout_ms},
+                {"timeout_ms": state.options.timeout_ms},
             )
             return
-        if run.stopped_after is not None and index > run.stopped_after:
-            skip_after(result, run.stopped_after)
+        if state.stopped_after is not None and index > state.stopped_after:
+            skip_after(result, state.stopped_after)
             return
-        run.started.add(index)
-        if not await self._together(run, index):
-            await self._execute(run, index)
+        state.started.add(index)
+        if not await self._together(state, index):
+            await self._execute(state, index)
         if result.status == "failed":
-            note_failure(run, index)
+            note_failure(state, index)
 
-    async def _together(self, run: BatchRun, index: int) -> bool:
+    async def _together(self, state: BatchState, index: int) -> bool:
         """Run the operation at `index` with the run it starts, if any, in one storage call
         (`batchsvc.batch.bulk`); whether that settled it (if not, it runs on its own)."""
-        if creates := run_of_creates(run, index):
-            return await self._claimed(run, creates, self._create_together(run, creates))
+        if creates := run_of_creates(state, index):
+            return await self._claimed(state, creates, self._create_together(state, creates))
         # Writes run in order unless parallel with continue_on_error: only then may a later
         # write of the run still wait for something before the run.
-        in_order = run.stops_on_failure or not self._runs_parallel(run)
-        if changes := run_of_changes(run, index, in_order):
-            return await self._claimed(run, changes, self._change_together(run, changes))
+        in_order = state.stops_on_failure or not self._runs_parallel(state)
+        if changes := run_of_changes(state, index, in_order):
+            return await self._claimed(state, changes, self._change_together(state, changes))
         return False
 
     async def _claimed(
-        self, run: BatchRun, indices: list[int], call: Coroutine[Any, Any, None]
+        self, state: BatchState, indices: list[int], call: Coroutine[Any, Any, None]
     ) -> bool:
         claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for index in indices[1:]:
-            run.claims[index] = claim
+            state.claims[index] = claim
         try:
             await call
         finally:
             if not claim.done():  # done only if cancelled, which the shield above prevents
                 claim.set_result(None)
-        return indices[0] in run.settled
+        return indices[0] in state.settled
 
-    async def _create_together(self, run: BatchRun, indices: list[int]) -> None:
-        assert run.bulk is not None
-        items = new_memories(run, indices)
-        if await self._bulk_call(run, indices, run.bulk.create_many(run.tenant, items)):
-            settle_creates(run, indices, items)
+    async def _create_together(self, state: BatchState, indices: list[int]) -> None:
+        assert state.bulk is not None
+        items = new_memories(state, indices)
+        if await self._bulk_call(state, indices, state.bulk.create_many(state.tenant, items)):
+            settle_creates(state, indices, items)
 
-    async def _change_together(self, run: BatchRun, indices: list[int]) -> None:
-        changes = run.changes
+    async def _change_together(self, state: BatchState, indices: list[int]) -> None:
+        changes = state.changes
         assert changes is not None
         embedder = self.embedder if self.has_embedder else None
         outcomes: list[Outcome] = []
@@ -311,17 +311,17 @@ class BatchExecutor:
             nonlocal calling
             # Planning (reads, one embedder call) is part of the call: bounded by the same
             # time-out, and a fault in it leaves each operation to run on its own.
-            planned = await planned_changes(run, indices, embedder)
+            planned = await planned_changes(state, indices, embedder)
             calling = True
-            stop = run.stops_on_failure
-            outcomes.extend(await changes.change_many(run.tenant, planned, stop_at_miss=stop))
+            stop = state.stops_on_failure
+            outcomes.extend(await changes.change_many(state.tenant, planned, stop_at_miss=stop))
 
-        if await self._bulk_call(run, indices, call(), lambda: calling):
-            settle_changes(run, indices, outcomes)
+        if await self._bulk_call(state, indices, call(), lambda: calling):
+            settle_changes(state, indices, outcomes)
 
     async def _bulk_call(
         self,
-        run: BatchRun,
+        state: BatchState,
         indices: list[int],
         call: Coroutine[Any, Any, Any],
         stored: Callable[[], bool] = lambda: True,
@@ -331,12 +331,12 @@ class BatchExecutor:
         passed while storage ran it (`stored()`: its storage call had begun), they are all
         settled as timed out, and if before, the first runs alone and meets the deadline."""
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
-        until = self._loop_time(min(op_deadline, run.deadline))
+        until = self._loop_time(min(op_deadline, state.deadline))
         try:
-            await run_until(call, until)
+            await await_until(call, until)
         except DeadlineExpired:
-            if self._clock() >= run.deadline and stored():
-                timed_out(run, indices)
+            if self._clock() >= state.deadline and stored():
+                timed_out(state, indices)
             else:
                 log.warning("bulk_call_timed_out", operations=len(indices))
             return False
@@ -351,52 +351,52 @@ class BatchExecutor:
             return False
         return True
 
-    def _runs_parallel(self, run: BatchRun) -> bool:
-        return run.options.parallel and self.limits.max_parallel > 1
+    def _runs_parallel(self, state: BatchState) -> bool:
+        return state.options.parallel and self.limits.max_parallel > 1
 
-    async def _execute(self, run: BatchRun, index: int) -> None:
-        op = run.operations[index]
-        result = run.results[index]
+    async def _execute(self, state: BatchState, index: int) -> None:
+        op = state.operations[index]
+        result = state.results[index]
         if isinstance(op, InvalidOperation):
             result.fail_validation(op.error)
             return
-        if index in run.vectors.failed:
+        if index in state.vectors.failed:
             result.fail(ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {})
             return
         try:
-            memory_id = self._resolve(run, op)
-            result.succeed(await self._attempts(run, op, memory_id, result))
+            memory_id = self._resolve(state, op)
+            result.succeed(await self._attempts(state, op, memory_id, result))
         except OperationFailed as failure:
             result.fail(failure.code, failure.message, failure.details)
 
-    def _resolve(self, run: BatchRun, op: Operation) -> str | None:
+    def _resolve(self, state: BatchState, op: Operation) -> str | None:
         if isinstance(op, CreateOp | SearchOp):
             return None
         if isinstance(op.id, Ref):
             target = op.id.index
-            if target not in run.created:
+            if target not in state.created:
                 raise OperationFailed(
                     ErrorCode.DEPENDENCY_FAILED,
                     f"operation {target}, whose id this one uses, did not succeed",
                     {"depends_on": target},
                 )
-            return run.created[target]
+            return state.created[target]
         return op.id
 
     async def _attempts(
-        self, run: BatchRun, op: Operation, memory_id: str | None, result: OperationResult
+        self, state: BatchState, op: Operation, memory_id: str | None, result: OperationResult
     ) -> dict[str, Any]:
         # A create keeps its id across attempts: a failed attempt had no effect, so reusing
         # it cannot collide, and the client sees one id whatever happened.
-        new_id = run.new_ids.get(result.index)
+        new_id = state.new_ids.get(result.index)
         while True:
             result.attempts += 1
             try:
-                return await self._attempt(run, op, memory_id, new_id, result.index)
+                return await self._attempt(state, op, memory_id, new_id, result.index)
             except _Retryable as fault:
                 delay = self._backoff(result.attempts)
-                last = result.attempts > run.options.max_retries
-                if last or self._clock() + delay >= run.deadline:
+                last = result.attempts > state.options.max_retries
+                if last or self._clock() + delay >= state.deadline:
                     raise OperationFailed(
                         fault.code, fault.message, {"attempts": result.attempts}
                     ) from None
@@ -408,20 +408,25 @@ class BatchExecutor:
         return ceiling * self._jitter()
 
     async def _attempt(
-        self, run: BatchRun, op: Operation, memory_id: str | None, new_id: str | None, index: int
+        self,
+        state: BatchState,
+        op: Operation,
+        memory_id: str | None,
+        new_id: str | None,
+        index: int,
     ) -> dict[str, Any]:
         op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
-        until = self._loop_time(min(op_deadline, run.deadline))
+        until = self._loop_time(min(op_deadline, state.deadline))
         try:
             embedder = self.embedder if self.has_embedder else None
-            call = call_storage(run, op, memory_id, new_id, index, embedder)
-            return await run_until(call, until)
+            call = call_storage(state, op, memory_id, new_id, index, embedder)
+            return await await_until(call, until)
         except DeadlineExpired:
-            if self._clock() >= run.deadline:
+            if self._clock() >= state.deadline:
                 raise OperationFailed(
                     ErrorCode.TIMEOUT,
                     "the batch deadline passed while the operation ran; it had no effect",
-                    {"timeout_ms": run.options.timeout_ms},
+                    {"timeout_ms": state.options.timeout_ms},
                 ) from None
             raise _Retryable(
                 ErrorCode.TIMEOUT,

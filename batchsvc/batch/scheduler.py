@@ -51,7 +51,7 @@ class ParallelScheduler:
         self._unfinished = len(operations)
         self._changed = asyncio.Event()
 
-    async def run(self) -> None:
+    async def execute(self) -> None:
         workers = [
             asyncio.create_task(self._worker()) for _ in range(min(self._width, self._unfinished))
         ]

@@ -22,7 +22,7 @@ class OperationFailed(Exception):
         self.code, self.message, self.details = code, message, details
 
 
-class BatchRun:
+class BatchState:
     """The state of one batch while it runs."""
 
     def __init__(
@@ -78,10 +78,10 @@ def all_timed_out(batch_id: str, request: BatchRequest) -> BatchResult:
     return BatchResult(batch_id, results, atomic_failed_index=0)
 
 
-def note_failure(run: BatchRun, index: int) -> None:
+def note_failure(state: BatchState, index: int) -> None:
     """The batch stops at its lowest failed index; in parallel, failures arrive in any order."""
-    if run.stops_on_failure and (run.stopped_after is None or index < run.stopped_after):
-        run.stopped_after = index
+    if state.stops_on_failure and (state.stopped_after is None or index < state.stopped_after):
+        state.stopped_after = index
 
 
 def skip_after(result: OperationResult, after: int) -> None:

@@ -10,7 +10,7 @@ import asyncio
 
 import structlog
 
-from batchsvc.batch.deadline import DeadlineExpired, run_until
+from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.results import OperationResult
 from batchsvc.errors import BackendError, CorruptBackendError, ErrorCode, FieldError
 from batchsvc.models import Memory, new_memory_id, utc_now
@@ -35,8 +35,8 @@ async def validate_batch(
     operation_timeout: float,
 ) -> list[OperationResult]:
     """`deadline` is on the loop's clock; reads of stored memories obey it and
-    `operation_timeout` (seconds) like the operations of a real run, and a failing backend
-    fails the operation that needed it, as it would in a real run."""
+    `operation_timeout` (seconds) like the operations of a real execution, and a failing backend
+    fails the operation that needed it, as it would in a real execution."""
     loop = asyncio.get_running_loop()
     state: dict[str, Memory | None] = {}
     valid_creates: dict[int, str] = {}
@@ -69,7 +69,7 @@ async def validate_batch(
             if memory_id not in state:
                 until = min(deadline, loop.time() + operation_timeout)
                 try:
-                    state[memory_id] = await run_until(storage.get(tenant, memory_id), until)
+                    state[memory_id] = await await_until(storage.get(tenant, memory_id), until)
                 except DeadlineExpired:
                     result.fail(ErrorCode.TIMEOUT, "storage did not answer in time", {})
                     continue

@@ -48,7 +48,7 @@ async def batch(request: web.Request) -> web.Response:
     batch_id = batch_id_from_header(request.headers.get("X-Batch-Id"))
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
     try:
-        result = await executor.run(request[TENANT], batch_request, batch_id, request[STARTED])
+        result = await executor.execute(request[TENANT], batch_request, batch_id, request[STARTED])
     except ApiError:
         request.app[METRICS].batch_errored(len(batch_request.operations))
         raise
@@ -71,7 +71,7 @@ async def _one(request: web.Request, raw_op: dict[str, Any], status: int = 200) 
     op = decode_operation(raw_op, 0, [raw_op["type"]], config.limits)
     options = BatchOptions(parallel=False, timeout_ms=config.limits.default_timeout_ms)
     batch_id = batch_id_from_header(None)
-    result: BatchResult = await request.app[EXECUTOR].run(
+    result: BatchResult = await request.app[EXECUTOR].execute(
         request[TENANT], BatchRequest([op], options), batch_id, request[STARTED]
     )
     request.app[METRICS].batch_finished(result, validate_only=False, single=True)
