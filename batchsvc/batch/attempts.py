@@ -1,23 +1,174 @@
-"""One attempt of one operation against storage: what each operation type calls and returns."""
+"""An operation run on its own: its id resolved, its attempts against storage with retries of
+transient faults (exponential backoff with full jitter, inside the batch deadline), and what
+each operation type calls and returns in one attempt."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
 from attrs import evolve
 
+from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.embeddings import EmbeddingFailed, update_vector
+from batchsvc.batch.results import OperationResult
+from batchsvc.batch.runtime import Runtime
 from batchsvc.batch.state import BatchState, OperationFailed, not_found
 from batchsvc.embedding import Embedder
-from batchsvc.errors import ErrorCode, TextChanged
+from batchsvc.errors import (
+    BackendError,
+    CorruptBackendError,
+    ErrorCode,
+    FieldError,
+    TextChanged,
+    TransientBackendError,
+)
 from batchsvc.models import Memory, MemoryPatch, SearchQuery, utc_now
-from batchsvc.request.operations import CreateOp, DeleteOp, Operation, ReadOp, SearchOp, UpdateOp
+from batchsvc.request.operations import (
+    CreateOp,
+    DeleteOp,
+    InvalidOperation,
+    Operation,
+    ReadOp,
+    Ref,
+    SearchOp,
+    UpdateOp,
+)
 from batchsvc.storage import Vector
 
 log = structlog.get_logger("batchsvc.batch.executor")
 #: How many times an update is embedded and tried while other writes keep changing its text.
 TEXT_TRIES = 3
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+
+class _Retryable(Exception):
+    """A failed attempt that a retry may fix; carries the error to report if none does."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def run_alone(rt: Runtime, state: BatchState, index: int) -> None:
+    """Run the operation at `index` on its own, and record its result."""
+    op = state.operations[index]
+    result = state.results[index]
+    if isinstance(op, InvalidOperation):
+        result.fail_validation(op.error)
+        return
+    if index in state.vectors.failed:
+        result.fail(ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {})
+        return
+    try:
+        memory_id = _resolve(state, op)
+        result.succeed(await _attempts(rt, state, op, memory_id, result))
+    except OperationFailed as failure:
+        result.fail(failure.code, failure.message, failure.details)
+
+
+def _resolve(state: BatchState, op: Operation) -> str | None:
+    if isinstance(op, CreateOp | SearchOp):
+        return None
+    if isinstance(op.id, Ref):
+        target = op.id.index
+        if target not in state.created:
+            raise OperationFailed(
+                ErrorCode.DEPENDENCY_FAILED,
+                f"operation {target}, whose id this one uses, did not succeed",
+                {"depends_on": target},
+            )
+        return state.created[target]
+    return op.id
+
+
+async def _attempts(
+    rt: Runtime, state: BatchState, op: Operation, memory_id: str | None, result: OperationResult
+) -> dict[str, Any]:
+    # A create keeps its id across attempts: a failed attempt had no effect, so reusing
+    # it cannot collide, and the client sees one id whatever happened.
+    new_id = state.new_ids.get(result.index)
+    while True:
+        result.attempts += 1
+        try:
+            return await _attempt(rt, state, op, memory_id, new_id, result.index)
+        except _Retryable as fault:
+            delay = backoff(result.attempts, rt.jitter())
+            last = result.attempts > state.options.max_retries
+            if last or rt.clock() + delay >= state.deadline:
+                raise OperationFailed(
+                    fault.code, fault.message, {"attempts": result.attempts}
+                ) from None
+            await rt.sleep(delay)
+
+
+def backoff(attempts: int, jitter: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, base * 2^(attempts-1)], capped;
+    `jitter` is a draw from [0, 1)."""
+    ceiling: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+    return ceiling * jitter
+
+
+async def _attempt(
+    rt: Runtime,
+    state: BatchState,
+    op: Operation,
+    memory_id: str | None,
+    new_id: str | None,
+    index: int,
+) -> dict[str, Any]:
+    until = rt.call_until(state)
+    try:
+        call = call_storage(state, op, memory_id, new_id, index, rt.embedder)
+        return await await_until(call, until)
+    except DeadlineExpired:
+        if rt.clock() >= state.deadline:
+            raise OperationFailed(
+                ErrorCode.TIMEOUT,
+                "the batch deadline passed while the operation ran; it had no effect",
+                {"timeout_ms": state.options.timeout_ms},
+            ) from None
+        raise _Retryable(
+            ErrorCode.TIMEOUT,
+            f"the operation took longer than {rt.limits.operation_timeout_ms} ms; it had no effect",
+        ) from None
+    except TransientBackendError as error:
+        raise _Retryable(ErrorCode.BACKEND_UNAVAILABLE, f"storage is busy: {error}") from None
+    except FieldError as error:
+        raise OperationFailed(
+            ErrorCode.VALIDATION_ERROR,
+            error.message,
+            error.details,
+        ) from None
+    except CorruptBackendError as error:
+        # Damaged data: no retry can succeed, so not BACKEND_UNAVAILABLE, which clients
+        # retry. The message names the store, never stored content.
+        log.error("storage_corrupt", index=index, error=str(error))
+        raise OperationFailed(
+            ErrorCode.INTERNAL_ERROR, "the stored data is damaged; this cannot succeed", {}
+        ) from None
+    except BackendError as error:
+        log.error("backend_error", index=index, error=repr(error))
+        raise OperationFailed(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
+    except OperationFailed:
+        raise
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # a real cancellation of this batch: let it unwind
+        # The backend raised CancelledError of its own accord: a fault in it, not ours.
+        log.error("backend_raised_cancelled", index=index, type=op.type)
+        raise OperationFailed(
+            ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
+        ) from None
+    except Exception:
+        log.exception("operation_crashed", index=index, type=op.type)
+        raise OperationFailed(
+            ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
+        ) from None
 
 
 async def call_storage(

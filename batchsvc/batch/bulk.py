@@ -28,15 +28,23 @@ It changes nothing a client can see but the time taken:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import structlog
+
+from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.embeddings import embed_texts
+from batchsvc.batch.runtime import Runtime
 from batchsvc.batch.state import BatchState, not_found
 from batchsvc.embedding import Embedder, embedding_text
 from batchsvc.errors import ErrorCode, FieldError
 from batchsvc.models import Memory, utc_now
 from batchsvc.request.operations import CreateOp, DeleteOp, Ref, UpdateOp
 from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdate, ToCreate
+
+log = structlog.get_logger("batchsvc.batch.executor")
 
 #: The most operations one call takes: a call that fails is redone one by one, so this bounds
 #: the redo; it is also the batch size API.md allows by default.
@@ -210,3 +218,88 @@ def timed_out(state: BatchState, indices: list[int]) -> None:
             {"timeout_ms": state.options.timeout_ms},
         )
         state.settled.add(index)
+
+
+# Running a run -----------------------------------------------------------------------------
+
+
+async def run_together(rt: Runtime, state: BatchState, index: int) -> bool:
+    """Run the operation at `index` with the run it starts, if any, in one storage call;
+    whether that settled it (if not, it runs on its own)."""
+    if creates := run_of_creates(state, index):
+        return await _claimed(state, creates, _create_together(rt, state, creates))
+    # Writes run in order unless parallel with continue_on_error: only then may a later
+    # write of the run still wait for something before the run.
+    in_order = state.stops_on_failure or not rt.runs_parallel(state)
+    if changes := run_of_changes(state, index, in_order):
+        return await _claimed(state, changes, _change_together(rt, state, changes))
+    return False
+
+
+async def _claimed(state: BatchState, indices: list[int], call: Coroutine[Any, Any, None]) -> bool:
+    claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for index in indices[1:]:
+        state.claims[index] = claim
+    try:
+        await call
+    finally:
+        if not claim.done():  # done only if cancelled, which the executor's shield prevents
+            claim.set_result(None)
+    return indices[0] in state.settled
+
+
+async def _create_together(rt: Runtime, state: BatchState, indices: list[int]) -> None:
+    assert state.bulk is not None
+    items = new_memories(state, indices)
+    if await _bulk_call(rt, state, indices, state.bulk.create_many(state.tenant, items)):
+        settle_creates(state, indices, items)
+
+
+async def _change_together(rt: Runtime, state: BatchState, indices: list[int]) -> None:
+    changes = state.changes
+    assert changes is not None
+    outcomes: list[Outcome] = []
+    calling = False
+
+    async def call() -> None:
+        nonlocal calling
+        # Planning (reads, one embedder call) is part of the call: bounded by the same
+        # time-out, and a fault in it leaves each operation to run on its own.
+        planned = await planned_changes(state, indices, rt.embedder)
+        calling = True
+        stop = state.stops_on_failure
+        outcomes.extend(await changes.change_many(state.tenant, planned, stop_at_miss=stop))
+
+    if await _bulk_call(rt, state, indices, call(), lambda: calling):
+        settle_changes(state, indices, outcomes)
+
+
+async def _bulk_call(
+    rt: Runtime,
+    state: BatchState,
+    indices: list[int],
+    call: Coroutine[Any, Any, Any],
+    stored: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Await a bulk call under the operation time-out; whether it returned. If it raised,
+    it changed nothing, and its operations run on their own; if the batch deadline
+    passed while storage ran it (`stored()`: its storage call had begun), they are all
+    settled as timed out, and if before, the first runs alone and meets the deadline."""
+    try:
+        await await_until(call, rt.call_until(state))
+    except DeadlineExpired:
+        if rt.clock() >= state.deadline and stored():
+            timed_out(state, indices)
+        else:
+            log.warning("bulk_call_timed_out", operations=len(indices))
+        return False
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # a real cancellation of this batch
+        log.error("backend_raised_cancelled", index=indices[0], type="bulk")
+        return False
+    except Exception as error:
+        log.warning("bulk_call_failed", operations=len(indices), error=repr(error))
+        return False
+    return True

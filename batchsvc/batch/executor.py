@@ -1,7 +1,8 @@
 """The batch executor: runs decoded operations against storage, truthfully. No HTTP here.
 
-It owns the options of API.md: ordering under `parallel`, `continue_on_error`, retries of
-transient faults with backoff and jitter, the batch deadline, `validate_only` and `atomic`.
+It owns the options of API.md: ordering under `parallel`, `continue_on_error`, the batch
+deadline, `validate_only` and `atomic`. Each operation's turn goes to a bulk call with the run
+it starts (`bulk.run_together`) or runs on its own with its retries (`attempts.run_alone`).
 """
 
 from __future__ import annotations
@@ -11,32 +12,22 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 from attrs import evolve
 
-from batchsvc.batch.attempts import call_storage
-from batchsvc.batch.bulk import (
-    new_memories,
-    planned_changes,
-    run_of_changes,
-    run_of_creates,
-    settle_changes,
-    settle_creates,
-    timed_out,
-)
-from batchsvc.batch.deadline import DeadlineExpired, await_until
+from batchsvc.batch.attempts import run_alone
+from batchsvc.batch.bulk import run_together
 from batchsvc.batch.embeddings import (
     BatchVectors,
     embed_batch,
 )
-from batchsvc.batch.results import BatchResult, OperationResult
+from batchsvc.batch.results import BatchResult
+from batchsvc.batch.runtime import Runtime
 from batchsvc.batch.scheduler import ParallelScheduler
 from batchsvc.batch.state import (
     BatchState,
-    OperationFailed,
     all_timed_out,
     first_unsuccessful,
     note_failure,
@@ -50,34 +41,18 @@ from batchsvc.errors import (
     CorruptBackendError,
     ErrorCode,
     FieldError,
-    TransientBackendError,
 )
 from batchsvc.limits import Limits
 from batchsvc.models import SearchMode
 from batchsvc.request.batch_body import BatchRequest
 from batchsvc.request.operations import (
-    CreateOp,
     DecodedOperation,
     InvalidOperation,
-    Operation,
-    Ref,
     SearchOp,
 )
-from batchsvc.storage import Outcome, Storage
+from batchsvc.storage import Storage
 
 log = structlog.get_logger("batchsvc.batch.executor")
-
-BACKOFF_BASE_S = 0.05
-BACKOFF_CAP_S = 2.0
-
-
-class _Retryable(Exception):
-    """A failed attempt that a retry may fix; carries the error to report if none does."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class _Rollback(Exception):
@@ -101,8 +76,8 @@ class BatchExecutor:
         self.limits = limits
         self.embedder = embedder
         self._clock = clock
-        self._sleep = sleep
-        self._jitter = jitter
+        semantic = embedder is not None and storage.supports_vectors
+        self._rt = Runtime(storage, limits, embedder if semantic else None, clock, sleep, jitter)
 
     @property
     def has_embedder(self) -> bool:
@@ -212,7 +187,7 @@ class BatchExecutor:
     # Scheduling -------------------------------------------------------------------------------
 
     async def _schedule(self, state: BatchState) -> None:
-        if not self._runs_parallel(state):
+        if not self._rt.runs_parallel(state):
             for index in range(len(state.operations)):
                 await self._step(state, index)
             return
@@ -264,210 +239,10 @@ class BatchExecutor:
             skip_after(result, state.stopped_after)
             return
         state.started.add(index)
-        if not await self._together(state, index):
-            await self._execute(state, index)
+        if not await run_together(self._rt, state, index):
+            await run_alone(self._rt, state, index)
         if result.status == "failed":
             note_failure(state, index)
 
-    async def _together(self, state: BatchState, index: int) -> bool:
-        """Run the operation at `index` with the run it starts, if any, in one storage call
-        (`batchsvc.batch.bulk`); whether that settled it (if not, it runs on its own)."""
-        if creates := run_of_creates(state, index):
-            return await self._claimed(state, creates, self._create_together(state, creates))
-        # Writes run in order unless parallel with continue_on_error: only then may a later
-        # write of the run still wait for something before the run.
-        in_order = state.stops_on_failure or not self._runs_parallel(state)
-        if changes := run_of_changes(state, index, in_order):
-            return await self._claimed(state, changes, self._change_together(state, changes))
-        return False
-
-    async def _claimed(
-        self, state: BatchState, indices: list[int], call: Coroutine[Any, Any, None]
-    ) -> bool:
-        claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for index in indices[1:]:
-            state.claims[index] = claim
-        try:
-            await call
-        finally:
-            if not claim.done():  # done only if cancelled, which the shield above prevents
-                claim.set_result(None)
-        return indices[0] in state.settled
-
-    async def _create_together(self, state: BatchState, indices: list[int]) -> None:
-        assert state.bulk is not None
-        items = new_memories(state, indices)
-        if await self._bulk_call(state, indices, state.bulk.create_many(state.tenant, items)):
-            settle_creates(state, indices, items)
-
-    async def _change_together(self, state: BatchState, indices: list[int]) -> None:
-        changes = state.changes
-        assert changes is not None
-        embedder = self.embedder if self.has_embedder else None
-        outcomes: list[Outcome] = []
-        calling = False
-
-        async def call() -> None:
-            nonlocal calling
-            # Planning (reads, one embedder call) is part of the call: bounded by the same
-            # time-out, and a fault in it leaves each operation to run on its own.
-            planned = await planned_changes(state, indices, embedder)
-            calling = True
-            stop = state.stops_on_failure
-            outcomes.extend(await changes.change_many(state.tenant, planned, stop_at_miss=stop))
-
-        if await self._bulk_call(state, indices, call(), lambda: calling):
-            settle_changes(state, indices, outcomes)
-
-    async def _bulk_call(
-        self,
-        state: BatchState,
-        indices: list[int],
-        call: Coroutine[Any, Any, Any],
-        stored: Callable[[], bool] = lambda: True,
-    ) -> bool:
-        """Await a bulk call under the operation time-out; whether it returned. If it raised,
-        it changed nothing, and its operations run on their own; if the batch deadline
-        passed while storage ran it (`stored()`: its storage call had begun), they are all
-        settled as timed out, and if before, the first runs alone and meets the deadline."""
-        op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
-        until = self._loop_time(min(op_deadline, state.deadline))
-        try:
-            await await_until(call, until)
-        except DeadlineExpired:
-            if self._clock() >= state.deadline and stored():
-                timed_out(state, indices)
-            else:
-                log.warning("bulk_call_timed_out", operations=len(indices))
-            return False
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # a real cancellation of this batch
-            log.error("backend_raised_cancelled", index=indices[0], type="bulk")
-            return False
-        except Exception as error:
-            log.warning("bulk_call_failed", operations=len(indices), error=repr(error))
-            return False
-        return True
-
-    def _runs_parallel(self, state: BatchState) -> bool:
-        return state.options.parallel and self.limits.max_parallel > 1
-
-    async def _execute(self, state: BatchState, index: int) -> None:
-        op = state.operations[index]
-        result = state.results[index]
-        if isinstance(op, InvalidOperation):
-            result.fail_validation(op.error)
-            return
-        if index in state.vectors.failed:
-            result.fail(ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {})
-            return
-        try:
-            memory_id = self._resolve(state, op)
-            result.succeed(await self._attempts(state, op, memory_id, result))
-        except OperationFailed as failure:
-            result.fail(failure.code, failure.message, failure.details)
-
-    def _resolve(self, state: BatchState, op: Operation) -> str | None:
-        if isinstance(op, CreateOp | SearchOp):
-            return None
-        if isinstance(op.id, Ref):
-            target = op.id.index
-            if target not in state.created:
-                raise OperationFailed(
-                    ErrorCode.DEPENDENCY_FAILED,
-                    f"operation {target}, whose id this one uses, did not succeed",
-                    {"depends_on": target},
-                )
-            return state.created[target]
-        return op.id
-
-    async def _attempts(
-        self, state: BatchState, op: Operation, memory_id: str | None, result: OperationResult
-    ) -> dict[str, Any]:
-        # A create keeps its id across attempts: a failed attempt had no effect, so reusing
-        # it cannot collide, and the client sees one id whatever happened.
-        new_id = state.new_ids.get(result.index)
-        while True:
-            result.attempts += 1
-            try:
-                return await self._attempt(state, op, memory_id, new_id, result.index)
-            except _Retryable as fault:
-                delay = self._backoff(result.attempts)
-                last = result.attempts > state.options.max_retries
-                if last or self._clock() + delay >= state.deadline:
-                    raise OperationFailed(
-                        fault.code, fault.message, {"attempts": result.attempts}
-                    ) from None
-                await self._sleep(delay)
-
-    def _backoff(self, attempts: int) -> float:
-        """Exponential backoff with full jitter: uniform in [0, base * 2^(attempts-1)], capped."""
-        ceiling: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-        return ceiling * self._jitter()
-
-    async def _attempt(
-        self,
-        state: BatchState,
-        op: Operation,
-        memory_id: str | None,
-        new_id: str | None,
-        index: int,
-    ) -> dict[str, Any]:
-        op_deadline = self._clock() + self.limits.operation_timeout_ms / 1000
-        until = self._loop_time(min(op_deadline, state.deadline))
-        try:
-            embedder = self.embedder if self.has_embedder else None
-            call = call_storage(state, op, memory_id, new_id, index, embedder)
-            return await await_until(call, until)
-        except DeadlineExpired:
-            if self._clock() >= state.deadline:
-                raise OperationFailed(
-                    ErrorCode.TIMEOUT,
-                    "the batch deadline passed while the operation ran; it had no effect",
-                    {"timeout_ms": state.options.timeout_ms},
-                ) from None
-            raise _Retryable(
-                ErrorCode.TIMEOUT,
-                f"the operation took longer than {self.limits.operation_timeout_ms} ms; "
-                "it had no effect",
-            ) from None
-        except TransientBackendError as error:
-            raise _Retryable(ErrorCode.BACKEND_UNAVAILABLE, f"storage is busy: {error}") from None
-        except FieldError as error:
-            raise OperationFailed(
-                ErrorCode.VALIDATION_ERROR,
-                error.message,
-                error.details,
-            ) from None
-        except CorruptBackendError as error:
-            # Damaged data: no retry can succeed, so not BACKEND_UNAVAILABLE, which clients
-            # retry. The message names the store, never stored content.
-            log.error("storage_corrupt", index=index, error=str(error))
-            raise OperationFailed(
-                ErrorCode.INTERNAL_ERROR, "the stored data is damaged; this cannot succeed", {}
-            ) from None
-        except BackendError as error:
-            log.error("backend_error", index=index, error=repr(error))
-            raise OperationFailed(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
-        except OperationFailed:
-            raise
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # a real cancellation of this batch: let it unwind
-            # The backend raised CancelledError of its own accord: a fault in it, not ours.
-            log.error("backend_raised_cancelled", index=index, type=op.type)
-            raise OperationFailed(
-                ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
-            ) from None
-        except Exception:
-            log.exception("operation_crashed", index=index, type=op.type)
-            raise OperationFailed(
-                ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
-            ) from None
-
     def _loop_time(self, moment: float) -> float:
-        """`moment` on our clock as a time on the loop's clock, which asyncio timeouts read."""
-        return asyncio.get_running_loop().time() + (moment - self._clock())
+        return self._rt.loop_time(moment)
