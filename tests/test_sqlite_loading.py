@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchsvc_backends.sqlite import indexes as sqlite_indexes
+from batchsvc_backends.sqlite import index_cache
 from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.models import Memory, MemoryPatch, SearchQuery
@@ -176,7 +176,7 @@ class TestExact:
         self, db: Path, seed: int, replay_on_loop: int, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # Few changes applied on the event loop: most replay in the worker thread's rounds.
-        monkeypatch.setattr(sqlite_indexes, "REPLAY_ON_LOOP", replay_on_loop)
+        monkeypatch.setattr(index_cache, "REPLAY_ON_LOOP", replay_on_loop)
         rng = random.Random(seed)
         async with open_store(db) as store:
             live = await fill(store, TENANT, 3000, rng)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from batchsvc_backends.memory import MemoryStore
-from batchsvc_backends.sqlite import indexes as sqlite_indexes
+from batchsvc_backends.sqlite import search as sqlite_search
 from batchsvc_backends.sqlite.schema import _V1, SCHEMA_VERSION
 from batchsvc_backends.sqlite.store import SQLiteStore
 
@@ -234,7 +234,7 @@ class TestStagedScoresAreExact:
         staged["base3"], staged["base4"] = vector(), None  # one replaced, one gone
         for memory_id, v in staged.items():
             committed.remove(memory_id) if v is None else committed.add(memory_id, v)
-        view = sqlite_indexes.StagedVectors(base, staged)
+        view = sqlite_search.StagedVectors(base, staged)
         for _ in range(20):
             query = vector()
             ids, scores = view.scores(query)
@@ -323,7 +323,7 @@ class TestSearchDuringWrites:
             await store.create(TENANT, memory)
         last = memories[-1]  # the lowest score: fetched in a late chunk
         query = SearchQuery("walrus", mode="lexical", limit=150)
-        select = sqlite_indexes.select_fetching
+        select = sqlite_search.select_fetching
 
         async def with_a_write(query: SearchQuery, candidates: Any, fetch: Any) -> Any:
             async def fetch_after_a_write(ids: list[str]) -> Any:
@@ -333,7 +333,7 @@ class TestSearchDuringWrites:
 
             return await select(query, candidates, fetch_after_a_write)
 
-        monkeypatch.setattr(sqlite_indexes, "select_fetching", with_a_write)
+        monkeypatch.setattr(sqlite_search, "select_fetching", with_a_write)
         hits = await store.search(TENANT, query)
         assert last.id in ids(hits)
         assert len(hits) == 150

@@ -1,6 +1,6 @@
 """`change_many` in a few statements: the SQLite backend's bulk updates and deletes.
 
-Applying each change with `sqlite_queries.update` or `delete` costs five or so round trips to
+Applying each change with `queries.update` or `delete` costs five or so round trips to
 aiosqlite's thread per change. Here every target is read in one SELECT, the changes are
 applied in order in Python (each exactly as `update` or `delete` would apply it, on the state
 the earlier ones left), and the final state of each touched row is written with one statement
@@ -101,7 +101,7 @@ async def _read(conn: aiosqlite.Connection, tenant: str, ids: list[str]) -> dict
 
 
 def _update(row: _Row, memory: Memory, change: PlannedUpdate) -> bool:
-    """Apply one update to `row`, as `sqlite_queries.update` would (the same check, the same
+    """Apply one update to `row`, as `queries.update` would (the same check, the same
     vector rule); whether its embedded text changed. Everything that can fail comes before
     the row changes: TextChanged, and the ValueError the statement would meet."""
     text = embedding_text(memory.title, memory.content)

@@ -13,8 +13,8 @@ How a group runs (`GroupCommit`):
   to `GROUP_CAP` queued writes under the store's write lock (so a `transaction()` still has
   the writer to itself) and runs them in one BEGIN IMMEDIATE ... COMMIT. A group never waits
   for a tenant's indexes to load: it checks a vector's length against the loaded index, or
-  else against the file (`sqlite_indexes.stored_size`).
-- Creates come first, stored together by `sqlite_queries.insert_many`. Updates and deletes
+  else against the file (`indexes.stored_size`).
+- Creates come first, stored together by `queries.insert_many`. Updates and deletes
   follow one by one, each inside a SAVEPOINT, so one that fails (a FieldError from its patch,
   a vector of the wrong length, an SQLite error) rolls back alone.
 - If the bulk insert fails (say, an id already taken), the transaction is rolled back (it held
@@ -24,7 +24,7 @@ How a group runs (`GroupCommit`):
 - No caller learns its outcome before its group's COMMIT has succeeded, and the vector index
   gets the group's changes only after it, in the group's order. If the COMMIT fails, each write
   of the group fails with that error, and nothing of the group is in the file. (A load under
-  way records them too, to replay: see `sqlite_indexes`.)
+  way records them too, to replay: see `index_cache`.)
 
 Cancellation (the contract of `batchsvc.storage`): a caller cancelled while its write is still
 queued takes it out of the queue and raises CancelledError, having changed nothing. Once the
@@ -49,7 +49,8 @@ from batchsvc.search.vectors import Row
 from batchsvc.storage import Vector
 
 from . import queries as q
-from .indexes import Change, Created, IndexCache, check, stored_size, vectors_of
+from .index_cache import IndexCache
+from .indexes import Change, Created, check, stored_size, vectors_of
 from .support import Work, commit, run_to_end, translated_errors, undo
 
 T = TypeVar("T")

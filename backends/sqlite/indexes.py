@@ -9,44 +9,29 @@ rolled-back write never changes them. Scoring BM25 in memory is what makes a que
 words fast at 100,000 memories: FTS5 cannot give our scores without visiting every row that
 holds a query word, and doing so cost ~0.4 s per query.
 
-A transaction stages its changes; its own searches see them on top of the committed indexes
-through `StagedVectors` and `StagedWords`, with the same scores the indexes will give once it
-commits, and as fast as any search (scoring its words in SQL instead cost ~0.2 s a query at
-30,000 memories, all of it with the database's one writer held). The indexes get the changes
-only when the transaction commits.
-
-A load holds none of the backend's locks: at 100,000 memories it takes seconds, and while it
-held the writer every tenant's writes waited for it. It reads the tenant's rows in one read
-transaction on a connection of its own (a snapshot of the WAL file) and builds the indexes in
-a worker thread, while writes go on. Every change committed for the tenant from the moment the
-load begins, before its snapshot, is recorded for it (`IndexCache.commit`); the built indexes
-replay them in commit order and are published in the same step of the event loop as the last
-replayed change, so no commit falls between the snapshot and the indexes' first update: every
-later commit updates them. A change already in the snapshot is replayed harmlessly: each sets
-a memory's vector and words, or removes them, so it leaves what it had left (`IndexCache`).
-
 One process owns a file's writes (as the writer lock already assumes); another process's
 writes would not reach these indexes until a restart.
+
+
+The indexes are loaded and kept per tenant by `index_cache`, and a transaction's searches see
+its staged changes through `search`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import aiosqlite
 import numpy as np
 
-from batchsvc.filters import matches
-from batchsvc.models import Memory, SearchHit, SearchQuery
-from batchsvc.search.lexical import LexicalIndex, Overlay
-from batchsvc.search.ranking import LexicalScores, VectorScores, ranked, select_fetching
-from batchsvc.search.vectors import Row, Scores, VectorIndex, refuse_other_sizes, row_cosines
+from batchsvc.models import Memory
+from batchsvc.search.lexical import LexicalIndex
+from batchsvc.search.vectors import Row, VectorIndex, refuse_other_sizes
 from batchsvc.storage import ToCreate, Vector
 
-from .queries import COLUMNS, NewRow, kind_filters, to_memory, words
+from .queries import NewRow, words
 from .support import run_to_end
 
 
@@ -56,7 +41,7 @@ class Change(NamedTuple):
     memory_id: str
     #: The memory's vector now; None: it has none (or is gone).
     vector: Vector | Row | None
-    #: The memory's words when the write gave it new text, as `sqlite_queries.words` gives
+    #: The memory's words when the write gave it new text, as `queries.words` gives
     #: them; None: its words did not change (or it is gone).
     words: tuple[str, ...] | None
     gone: bool = False
@@ -69,7 +54,7 @@ def written(memory: Memory, vector: Vector | None, text_changed: bool = True) ->
 
 
 class Created(NamedTuple):
-    """New memories as one write stores them: their rows for `sqlite_queries.insert_many`,
+    """New memories as one write stores them: their rows for `queries.insert_many`,
     and their changes to the indexes (the words made once, for both)."""
 
     rows: list[NewRow]
@@ -218,211 +203,3 @@ def check(
     if expected is None:
         expected = next((len(v) for v in staged.values() if v is not None), None)
     refuse_other_sizes(expected, vectors)
-
-
-#: Opens a connection of its own for one load, and closes it after.
-Connect = Callable[[], AbstractAsyncContextManager[aiosqlite.Connection]]
-#: At most this many changes committed during a load are applied on the event loop, when the
-#: load publishes; more are applied first in a worker thread, a round at a time.
-REPLAY_ON_LOOP = 256
-#: Rounds in the worker thread before the rest is applied on the loop whatever its size: the
-#: writes committed during a round are far fewer than those the round applies.
-REPLAY_ROUNDS = 4
-
-
-class _Load:
-    """One load under way: every change committed for its tenant since it began."""
-
-    def __init__(self) -> None:
-        self.changes: list[Change] = []
-        self.task: asyncio.Task[None] | None = None
-
-
-class IndexCache:
-    """Each tenant's indexes, once loaded; each load in flight and the changes it must replay.
-
-    A load holds none of the store's locks: it reads the file on a connection of its own, in
-    one snapshot, while writes go on. So that no commit is lost between its snapshot and its
-    publication, the load is registered (and `commit` records every change of its tenant for
-    it) *before* its snapshot is taken; once built, the indexes replay those changes in commit
-    order, then are published, in one step of the event loop after the last replayed change.
-    Changes committed before the snapshot are replayed too: harmless, as each sets a memory's
-    vector and words (or removes them), so replaying it leaves what it had left.
-    """
-
-    def __init__(self) -> None:
-        self._indexes: dict[str, Indexes] = {}
-        self._loads: dict[str, _Load] = {}
-        #: Every load's task until it ends, those `clear` dropped included: `close` waits.
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def get(self, tenant: str) -> Indexes | None:
-        return self._indexes.get(tenant)
-
-    async def load(self, tenant: str, conn: aiosqlite.Connection) -> Indexes:
-        """The tenant's indexes read afresh from `conn`, not yet published."""
-        return await read(conn, tenant)
-
-    async def loaded(self, tenant: str, connect: Connect) -> Indexes:
-        """The tenant's indexes, loaded first if need be; a load already under way is joined.
-
-        A load runs to its end even if its callers are cancelled (a search's time-out): at
-        100,000 memories it takes seconds, and one abandoned each time would never finish for
-        a tenant whose load outlasts the time-out. A cancelled caller still waits for it."""
-        while (indexes := self._indexes.get(tenant)) is None:
-            load = self._loads.get(tenant)
-            if load is None:
-                # Registered now, before the load's task takes its snapshot: from here on
-                # every commit of the tenant is recorded for it.
-                load = self._loads[tenant] = _Load()
-                load.task = asyncio.create_task(self._load(tenant, load, connect))
-                self._tasks.add(load.task)
-                load.task.add_done_callback(self._tasks.discard)
-            assert load.task is not None
-            _, cancelled = await run_to_end(load.task)
-            if cancelled:
-                raise asyncio.CancelledError
-            # Published, or not: cleared meanwhile, or its replay failed. Then load again.
-        return indexes
-
-    async def _load(self, tenant: str, load: _Load, connect: Connect) -> None:
-        try:
-            async with connect() as conn:
-                indexes = await self.load(tenant, conn)
-            await self._replay(tenant, load, indexes)
-        finally:
-            if self._loads.get(tenant) is load:
-                del self._loads[tenant]
-
-    async def _replay(self, tenant: str, load: _Load, indexes: Indexes) -> None:
-        """Apply the changes committed during the load, then publish the indexes, unless
-        `clear` dropped the load meanwhile (its snapshot may predate what cleared it)."""
-        done = 0
-        try:
-            for _ in range(REPLAY_ROUNDS):
-                if self._loads.get(tenant) is not load:
-                    return
-                if len(load.changes) - done <= REPLAY_ON_LOOP:
-                    break
-                # Unpublished, these indexes are this task's alone: a worker thread may apply
-                # a copy of the changes so far while commits append more to the list.
-                changes = load.changes[done:]
-                await asyncio.to_thread(indexes.apply, changes)
-                done += len(changes)
-            if self._loads.get(tenant) is not load:
-                return
-            # The rest, and the publication, without a pause: no commit can slip in between.
-            indexes.apply(load.changes[done:])
-        except Exception:
-            # Only vectors of several lengths in the file can make a replay fail (see
-            # `_vector_index`); the file has the truth, and `loaded` reads it again.
-            return
-        self._indexes[tenant] = indexes
-
-    def commit(self, tenant: str, changes: Iterable[Change]) -> None:
-        """Committed changes reach loaded indexes, and loads under way; unloaded indexes will
-        read them from the file."""
-        indexes = self._indexes.get(tenant)
-        if indexes is not None:
-            indexes.apply(changes)
-        elif (load := self._loads.get(tenant)) is not None:
-            load.changes.extend(changes)
-
-    def clear(self) -> None:
-        """Forget every tenant's indexes, and the loads under way: they may have read the file
-        before whatever made the caller clear them, so they publish nothing (their callers
-        load again)."""
-        self._indexes.clear()
-        self._loads.clear()
-
-    async def close(self) -> None:
-        """Wait for the loads under way (they use connections of their own), then clear."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-        self.clear()
-
-
-class StagedVectors:
-    """A transaction's view: the committed index with its own staged changes on top."""
-
-    def __init__(self, base: VectorIndex, staged: Mapping[str, Vector | Row | None]) -> None:
-        self._base = base
-        self._staged = dict(staged)
-        self._rows: dict[str, int] = {}
-
-    def scores(self, query: Vector) -> tuple[list[str | None], Scores]:
-        base_ids, base_scores = self._base.scores(query)
-        ids, scores = list(base_ids), base_scores.copy()
-        for memory_id in self._staged:
-            row = self._base.row(memory_id)
-            if row is not None:
-                scores[row] = -1.0  # replaced or gone: ranked below, or not at all
-        added = [(memory_id, v) for memory_id, v in self._staged.items() if v is not None]
-        if not added:
-            return ids, scores
-        matrix = np.asarray([v for _, v in added], dtype=np.float32)
-        cosines = row_cosines(matrix, query)  # as the index will score them, to the bit
-        self._rows = {memory_id: len(ids) + k for k, (memory_id, _) in enumerate(added)}
-        ids.extend(memory_id for memory_id, _ in added)
-        extra: Scores = np.clip(cosines.astype(np.float64), 0.0, 1.0)
-        return ids, np.concatenate([scores, extra])
-
-    def row(self, doc_id: str) -> int | None:
-        if doc_id in self._staged:
-            return self._rows.get(doc_id)
-        return self._base.row(doc_id)
-
-
-class StagedWords:
-    """A transaction's view of the words: the committed index with its own staged changes on
-    top (`batchsvc.search.lexical.Overlay`), scored as the index will score them after the
-    commit."""
-
-    def __init__(self, base: LexicalIndex, staged: Iterable[Change]) -> None:
-        hidden: set[str] = set()
-        added: dict[str, list[str]] = {}
-        for change in staged:
-            if change.gone or change.words is not None:
-                # Gone, or new words: its committed version no longer counts.
-                hidden.add(change.memory_id)
-                added.pop(change.memory_id, None)
-                if not change.gone:
-                    added[change.memory_id] = list(change.words or ())
-            # words None and not gone: a change that left the words as they were.
-        self._base = base
-        self._overlay = Overlay(base.row_count, hidden, list(added.items()))
-        self._rows = {memory_id: base.row_count + k for k, memory_id in enumerate(added)}
-
-    def score_rows(self, query: str) -> tuple[list[str], Scores]:
-        return self._base.score_rows(query, self._overlay)
-
-    def row(self, doc_id: str) -> int | None:
-        if doc_id in self._rows:
-            return self._rows[doc_id]
-        return None if doc_id in self._overlay.hidden else self._base.row(doc_id)
-
-
-async def indexed_search(
-    conn: aiosqlite.Connection,
-    tenant: str,
-    query: SearchQuery,
-    vectors: VectorScores,
-    words: LexicalScores,
-) -> list[SearchHit]:
-    """A search in any mode, ranked exactly as the in-memory backend ranks it."""
-    where, params = kind_filters(query.tags, query.memory_type)
-
-    async def fetch(ids: list[str]) -> dict[str, Memory]:
-        rows = await conn.execute_fetchall(
-            f"SELECT {COLUMNS} FROM memories m "
-            f"WHERE m.tenant = ? AND m.id IN ({', '.join('?' * len(ids))}){where}",
-            (tenant, *ids, *params),
-        )
-        memories = (to_memory(row) for row in rows)
-        return {
-            memory.id: memory
-            for memory in memories
-            if query.filter is None or matches(query.filter, memory.metadata)
-        }
-
-    return await select_fetching(query, ranked(query, words, vectors), fetch)

@@ -1,7 +1,7 @@
 """One process per SQLite file: an exclusive `flock` on `<db>.lock`, held while the store is
 open.
 
-Why: each process keeps per-tenant search indexes in memory (`sqlite_indexes`), changed only
+Why: each process keeps per-tenant search indexes in memory (`indexes`), changed only
 by its own commits. A second process on the same file would write rows the first one's indexes
 never learn of, so a memory made through one would not be found by words through the other.
 SQLite's own locks keep the rows consistent, not our indexes; so the second process is refused

@@ -33,16 +33,14 @@ from .indexes import (
     Change,
     Created,
     Indexes,
-    StagedVectors,
-    StagedWords,
     check,
     created,
     deleted,
     encode,
-    indexed_search,
     vectors_of,
     written,
 )
+from .search import StagedVectors, StagedWords, indexed_search
 from .support import Work, run_to_end, translated_errors, undo
 
 T = TypeVar("T")

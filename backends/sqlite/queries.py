@@ -30,7 +30,7 @@ def words(memory: Memory) -> list[str]:
 
 
 def indexed_text(tenant_number: int, tokens: Iterable[str]) -> str:
-    """The FTS row: each word behind its tenant's number (see `sqlite_schema`)."""
+    """The FTS row: each word behind its tenant's number (see `schema`)."""
     prefix = f"{tenant_number}_"
     joined = f" {prefix}".join(tokens)
     return prefix + joined if joined else ""
@@ -126,7 +126,7 @@ def _row(
 
 
 #: A new memory for `insert_many`: its tenant, the memory, its vector as
-#: `sqlite_indexes.encode` made it, and its words as `words` gives them (made once, by the
+#: `indexes.encode` made it, and its words as `words` gives them (made once, by the
 #: caller, which also hands them to the in-memory index).
 NewRow = tuple[str, Memory, bytes | None, Sequence[str]]
 

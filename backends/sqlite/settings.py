@@ -2,7 +2,7 @@
 holds, and the re-embedding that replaces them all (`batchsvc.storage.DurableVectors`).
 
 Each function takes the connection and the transaction its caller chose, like
-`sqlite_queries`; `SQLiteStore` holds the writer for them.
+`queries`; `SQLiteStore` holds the writer for them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .indexes import encode
 from .support import commit, translated_errors, undo
 
 STAMP_KEY = "embedder"
-#: The row readiness rewrites (`sqlite_health`): its value is the time of the last probe.
+#: The row readiness rewrites (`health`): its value is the time of the last probe.
 PROBE_KEY = "readiness_probe"
 #: Memories embedded per transaction: one embedder call each, and a bounded redo if stopped.
 REEMBED_CHUNK = 256

@@ -1,19 +1,19 @@
 """The SQLite backend: durable memories in one file, lexical search with FTS5, and vectors
-(a column of each row); both ranked from per-tenant indexes in memory: see `sqlite_indexes`.
+(a column of each row); both ranked from per-tenant indexes in memory: see `indexes`.
 
 Connections. aiosqlite gives each connection one thread, and tasks sharing a connection share
 its transaction (see FACTS.md), so:
 - one writer connection, behind an asyncio.Lock: each group of plain writes, and every
   `transaction()` for its whole life, holds it, so a transaction never shares a SQLite
   transaction with anyone. Plain writes waiting at the same time share one transaction and
-  one COMMIT (group commit, `sqlite_group`), each with its own outcome;
+  one COMMIT (group commit, `group`), each with its own outcome;
 - one reader connection for reads outside transactions. In WAL mode it sees committed data
   only, so nobody reads a change before its commit, and reads never wait for writes. Its own
   lock keeps each read's statements in one snapshot of their own;
 - reads inside `transaction()` use the writer connection: they must see their own writes;
 - each load of a tenant's indexes opens a connection of its own for its one read transaction,
   and holds neither the writer nor the reader: it takes seconds for a big tenant, and no
-  tenant may stall the others (`sqlite_indexes` says why its indexes are exact all the same).
+  tenant may stall the others (`index_cache` says why its indexes are exact all the same).
   A transaction loads its tenant's indexes before it takes the writer, as it may need them.
 
 Durability: WAL with `synchronous=FULL`, so a write that returned survives a power cut.
@@ -43,7 +43,8 @@ from batchsvc.storage import EmbedTexts, MemoryOps, Readiness, Vector
 from . import settings
 from .group import GroupCommit
 from .health import Health
-from .indexes import Change, Created, IndexCache, Indexes
+from .index_cache import IndexCache
+from .indexes import Change, Created, Indexes
 from .lock import FileLock
 from .opening import cannot_open, probe_write
 from .ops import Ops, TransactionOps
@@ -224,7 +225,7 @@ class SQLiteStore(Ops):
 
     async def _loaded_indexes(self, tenant: str) -> Indexes:
         """The tenant's indexes, loaded from the file if need be. A load takes none of the
-        store's locks (see `sqlite_indexes`): it may be awaited with the writer held."""
+        store's locks (see `index_cache`): it may be awaited with the writer held."""
         with self._watched(), translated_errors():
             return await self._cache.loaded(tenant, self._load_connection)
 
