@@ -32,6 +32,24 @@ def _too_large(limit: int, provided: int | None) -> ApiError:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
+    coding = _checked_coding(request)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit, declared)
+    raw = await _read_bounded(request, limit)
+    if coding is not None:
+        raw = _decoded(raw, coding, limit)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(
+            ErrorCode.INVALID_JSON, "request body is not valid JSON", {"reason": str(error)}
+        ) from None
+    return body
+
+
+def _checked_coding(request: web.Request) -> str | None:
+    """The body's content coding, after its media type: both are 415 when unsupported."""
     if request.content_type != "application/json":
         raise ApiError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
@@ -40,16 +58,16 @@ async def read_json(request: web.Request, limit: int) -> Any:
         )
     try:
         # Before the body is read: a coding we cannot undo makes the body unreadable.
-        coding = content_coding(request.headers.get("Content-Encoding"))
+        return content_coding(request.headers.get("Content-Encoding"))
     except UnsupportedEncoding as error:
         raise ApiError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"Content-Encoding must be one of {', '.join(SUPPORTED)}",
             {"content_encoding": error.coding},
         ) from None
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise _too_large(limit, declared)
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
     try:
         # The app's client_max_size equals the limit, so aiohttp stops reading past it. With
         # a content coding this bounds the bytes received; `decode` bounds the decoded ones.
@@ -63,22 +81,18 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise ClientDisconnected from error
     if len(raw) > limit:
         raise _too_large(limit, len(raw))
-    if coding is not None:
-        try:
-            raw = decode(raw, coding, limit)
-        except DecodedTooLarge:
-            raise _too_large(limit, None) from None
-        except UndecodableBody as error:
-            # The client sent no JSON we can read: API.md's "body is not valid JSON" row.
-            raise ApiError(
-                ErrorCode.INVALID_JSON,
-                f"request body could not be decoded as {coding} (its Content-Encoding)",
-                {"reason": str(error)},
-            ) from None
+    return raw
+
+
+def _decoded(raw: bytes, coding: str, limit: int) -> bytes:
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
+        return decode(raw, coding, limit)
+    except DecodedTooLarge:
+        raise _too_large(limit, None) from None
+    except UndecodableBody as error:
+        # The client sent no JSON we can read: API.md's "body is not valid JSON" row.
         raise ApiError(
-            ErrorCode.INVALID_JSON, "request body is not valid JSON", {"reason": str(error)}
+            ErrorCode.INVALID_JSON,
+            f"request body could not be decoded as {coding} (its Content-Encoding)",
+            {"reason": str(error)},
         ) from None
-    return body
