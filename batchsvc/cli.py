@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from batchsvc import __version__
 from batchsvc.api_keys import KeyFileError, KeyStore
 from batchsvc.config import Config, ConfigError, load_config
 from batchsvc.errors import CannotStart
@@ -20,6 +21,7 @@ from batchsvc.model_stamp import VectorsMismatch
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchsvc", description="A memory store with a batch API")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the service")
     serve.add_argument("--config", help="TOML file (default: $BATCHSVC_CONFIG, else defaults)")
