@@ -19,9 +19,11 @@ from batchsvc.http.appkeys import (
     API_POLICY,
     BATCH_POLICY,
     CONFIG,
+    EMBEDDER,
     EXECUTOR,
     KEY_STORE,
     METRICS,
+    OPENAPI,
     RATE_LIMITER,
     STORAGE,
 )
@@ -36,9 +38,6 @@ from batchsvc.plugins import load_backend, load_embedder
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
 from batchsvc.starting import started
 from batchsvc.storage import Storage
-
-OPENAPI = web.AppKey("openapi", bytes)
-EMBEDDER = web.AppKey("embedder", Embedder)
 
 
 def openapi_document() -> dict[str, object]:
