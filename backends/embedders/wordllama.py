@@ -1,7 +1,7 @@
 """The default embedder: WordLlama, whose model ships inside its wheel, so it works offline.
 
 `WordLlama.load()` with no `cache_dir` finds the bundled weights but not the bundled tokenizer,
-and then tries to download it (../shared/FACTS.md). Pointing `cache_dir` at the installed
+and then tries to download it (docs/spec/FACTS.md). Pointing `cache_dir` at the installed
 package's own folder makes both resolve locally, and `disable_download=True` turns any file
 that is still missing into an immediate error instead of a network call that hangs offline.
 

@@ -2,7 +2,7 @@
 (a column of each row); both ranked from per-tenant indexes in memory: see `indexes`.
 
 Connections. aiosqlite gives each connection one thread, and tasks sharing a connection share
-its transaction (see FACTS.md), so:
+its transaction (see docs/spec/FACTS.md), so:
 - one writer connection, behind an asyncio.Lock: each group of plain writes, and every
   `transaction()` for its whole life, holds it, so a transaction never shares a SQLite
   transaction with anyone. Plain writes waiting at the same time share one transaction and

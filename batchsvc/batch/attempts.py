@@ -240,7 +240,7 @@ async def _update_vector(
     state: BatchState, memory_id: str, patch: MemoryPatch, embedder: Embedder | None
 ) -> tuple[Vector | None, str | None]:
     """The vector and text an update leaves; (None, None) if it keeps the text or no
-    embedder runs. See `batch_vectors.update_vector` for the race this leaves."""
+    embedder runs. See `embeddings.update_vector` for the race this leaves."""
     # `embedder` is None unless the backend stores vectors too (the executor decides).
     if embedder is None or not patch.changes_text:
         return None, None

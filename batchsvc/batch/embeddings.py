@@ -92,7 +92,7 @@ async def update_vector(
     The memory is read, patched and embedded before the backend's update applies the patch
     under its own lock. Within a batch nothing can come between (operations on one id run in
     order); across concurrent batches a change of the title or content can, and the backend's
-    update, given the text, then refuses (`TextChanged`; see `dispatch._update`).
+    update, given the text, then refuses (`TextChanged`; see `attempts._update`).
     """
     current = await ops.get(tenant, memory_id)
     if current is None:

@@ -1,7 +1,7 @@
 """Semantic ranking: a brute-force cosine index over a NumPy matrix, and hybrid fusion.
 
 Brute force is exact and, at this service's scale, fast: one matrix-vector product over 100,000
-x 256 float32 is a few milliseconds (FACTS.md measured 0.3 ms for 10,000 x 384). Rows are
+x 256 float32 is a few milliseconds (docs/spec/FACTS.md measured 0.3 ms for 10,000 x 384). Rows are
 reused after deletes and the matrix grows by doubling, so a write costs one row copy.
 """
 
