@@ -1,7 +1,11 @@
 """The storage contract: what a backend must do, and nothing about how.
 
-A third party writes a backend from this module alone, then proves it with
-`batchsvc.testing.conformance`. Rules that hold for every method:
+Public: what `__all__` names is the stable surface for third-party backends, and a change to it
+is recorded in CHANGELOG.md ("Contract changes"). A third party writes a backend from this
+module alone (it re-exports every type its signatures name: `Memory`, `MemoryPatch`,
+`SearchQuery`, `SearchHit`, the filter nodes and `matches`, the errors), then proves it with
+`batchsvc.testing.StorageConformance`; docs/writing-a-backend.md walks through it. Rules that
+hold for every method:
 
 - Tenants are walls. Every call names its tenant; a memory is visible only to its own tenant,
   and to any other it does not exist.
@@ -45,7 +49,9 @@ from batchsvc.errors import (
     TextChanged,
     TransientBackendError,
 )
-from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.filters import And, Compare, Filter, Member, Or, Scalar, matches
+from batchsvc.limits import Limits
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchMode, SearchQuery
 
 Vector = tuple[float, ...]
 
@@ -315,26 +321,40 @@ async def apply_in_order(
 __all__ = [
     "OWN_FAULTS",
     "UNFINISHED_REEMBED",
+    "And",
     "BackendError",
     "ChangesMany",
     "ChecksReadiness",
+    "Compare",
     "CorruptBackendError",
     "CreatesMany",
     "DurableVectors",
     "EmbedTexts",
+    "FieldError",
+    "Filter",
+    "Limits",
+    "Member",
+    "Memory",
     "MemoryOps",
+    "MemoryPatch",
+    "Or",
     "Outcome",
     "Page",
     "PlannedChange",
     "PlannedDelete",
     "PlannedUpdate",
     "Readiness",
+    "Scalar",
+    "SearchHit",
+    "SearchMode",
+    "SearchQuery",
     "Storage",
     "TextChanged",
     "ToCreate",
     "TransientBackendError",
     "Vector",
     "apply_in_order",
+    "matches",
     "missed",
     "unfinished_reembed",
 ]

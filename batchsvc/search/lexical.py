@@ -208,3 +208,6 @@ class Overlay:
         self.postings = {
             term: np.asarray(rows, dtype=np.int32).reshape(-1, 2) for term, rows in pairs.items()
         }
+
+
+__all__ = ["LexicalIndex", "Overlay", "Scores", "tokenize"]

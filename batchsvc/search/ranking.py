@@ -236,4 +236,4 @@ async def select_fetching(
     return _best(query, hits)
 
 
-__all__ = ["LexicalScores", "VectorScores", "ranked", "select", "select_fetching"]
+__all__ = ["LexicalScores", "Ranked", "VectorScores", "ranked", "select", "select_fetching"]

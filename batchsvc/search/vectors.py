@@ -184,4 +184,13 @@ def fuse_one(semantic: float, lexical: float) -> float:
     return SEMANTIC_WEIGHT * semantic + (1.0 - SEMANTIC_WEIGHT) * lexical
 
 
-__all__ = ["SEMANTIC_WEIGHT", "VectorIndex", "fuse", "fuse_one", "row_cosines"]
+__all__ = [
+    "SEMANTIC_WEIGHT",
+    "Row",
+    "Scores",
+    "VectorIndex",
+    "fuse",
+    "fuse_one",
+    "refuse_other_sizes",
+    "row_cosines",
+]
