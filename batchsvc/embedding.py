@@ -5,6 +5,9 @@ An embedder is a plugin like a backend: a class registered under the entry-point
 its `[embedder.options]` table. The core never imports an embedder's library; `none` means no
 embedder, and search is lexical only.
 
+Public: what `__all__` names is the stable surface for third-party embedders, and a change to it
+is recorded in CHANGELOG.md ("Contract changes"); docs/embedders.md is the implementer's page.
+
 Rules that hold for every embedder:
 
 - Vectors are unit length (L2 norm 1, within float rounding), so a dot product is the cosine.

@@ -6,4 +6,7 @@ one storage call, `dependencies` says which operations wait for which, `schedule
 ready ones in parallel, `state` holds a batch's results while it runs, `validate_only` checks
 a batch without writing, `deadline` bounds each call by the batch's time-out, `embeddings` makes
 the vectors a batch needs in one embedder call, and `results` is what a batch reports.
+
+Internal: no stability promise. Backends and embedders import nothing from here; their public
+surface is `batchsvc.storage`, `batchsvc.embedding`, `batchsvc.search` and `batchsvc.testing`.
 """
