@@ -495,7 +495,7 @@ class TestInvalidBatchId:
 
 
 class TestUnknownTopLevelField:
-    """A decision of the README: a batch body field other than `operations` and `options` is
+    """A decision of docs/api.md: a batch body field other than `operations` and `options` is
     refused like an unknown option, and nothing runs."""
 
     async def test_refused(self, service: Service) -> None:

@@ -171,7 +171,7 @@ class TestOddInput:
     async def test_the_documented_integer_range_is_kept_exactly_at_both_ends(
         self, service: Service
     ) -> None:
-        """README: integer literals from -2^63 to 2^64 - 1 are kept, in metadata and filters."""
+        """docs/api.md: integer literals from -2^63 to 2^64 - 1 are kept in metadata and filters."""
         # Written by hand, as above; LOW is -2^63 and HIGH is 2^64 - 1.
         raw = (
             '{"operations": ['
