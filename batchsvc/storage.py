@@ -3,9 +3,9 @@
 Public: what `__all__` names is the stable surface for third-party backends, and a change to it
 is recorded in CHANGELOG.md ("Contract changes"). A third party writes a backend from this
 module alone (it re-exports every type its signatures name: `Memory`, `MemoryPatch`,
-`SearchQuery`, `SearchHit`, the filter nodes and `matches`, the errors), then proves it with
-`batchsvc.testing.StorageConformance`; docs/writing-a-backend.md walks through it. Rules that
-hold for every method:
+`SearchQuery`, `SearchHit`, the filter nodes and `matches`, the errors; and `MEMORY_ID`, to
+read a cursor), then proves it with `batchsvc.testing.StorageConformance`;
+docs/writing-a-backend.md walks through it. Rules that hold for every method:
 
 - Tenants are walls. Every call names its tenant; a memory is visible only to its own tenant,
   and to any other it does not exist.
@@ -51,7 +51,7 @@ from batchsvc.errors import (
 )
 from batchsvc.filters import And, Compare, Filter, Member, Or, Scalar, matches
 from batchsvc.limits import Limits
-from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchMode, SearchQuery
+from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchMode, SearchQuery
 
 Vector = tuple[float, ...]
 
@@ -319,6 +319,7 @@ async def apply_in_order(
 
 
 __all__ = [
+    "MEMORY_ID",
     "OWN_FAULTS",
     "UNFINISHED_REEMBED",
     "And",

@@ -29,7 +29,8 @@ import pytest
 from batchsvc import embedding, search, storage
 from batchsvc.plugins import BACKEND_GROUP, EMBEDDER_GROUP
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The checkout: the nearest folder above this file with a pyproject.toml (tests may move).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 PUBLIC = ("batchsvc.storage", "batchsvc.embedding", "batchsvc.search", "batchsvc.testing")
 TOOLKIT = ("batchsvc.search.lexical", "batchsvc.search.vectors", "batchsvc.search.ranking")
 #: A signature may use these modules' names without its contract re-exporting them.
