@@ -201,7 +201,7 @@ class BatchExecutor:
         await scheduler.execute()
         if state.stopped_after is not None:
             # Reads and searches run ahead of a failure that a sequential run would have
-            # stopped at (writes wait, see plan.py). They changed nothing, so they are
+            # stopped at (writes wait, see dependencies.py). They changed nothing, so they are
             # reported as a sequential run reports them: skipped, after the first failure.
             for result in state.results[state.stopped_after + 1 :]:
                 if not (result.error and result.error.code is ErrorCode.TIMEOUT):
