@@ -13,8 +13,8 @@ from aiohttp import web
 
 from batchsvc import __version__
 from batchsvc.api_keys import KeyFileError, KeyStore
-from batchsvc.config import Config, ConfigError, load_config
-from batchsvc.errors import CannotStart
+from batchsvc.config import Config, load_config
+from batchsvc.errors import CannotStart, ConfigError
 from batchsvc.logs import configure_logging
 from batchsvc.model_stamp import VectorsMismatch
 
@@ -67,8 +67,8 @@ def _serve(config: Config, host: str | None, port: int | None) -> None:
 
 def _reembed(config: Config) -> int:
     """Give every memory the configured embedder's vector, and record that embedder."""
-    from batchsvc.batch.embeddings import EmbeddingFailed, embed_texts
-    from batchsvc.errors import BackendError
+    from batchsvc.batch.embeddings import embed_texts
+    from batchsvc.errors import BackendError, EmbeddingFailed
     from batchsvc.model_stamp import stamp_of
     from batchsvc.plugins import load_backend, load_embedder
     from batchsvc.starting import started

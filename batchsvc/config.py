@@ -15,11 +15,9 @@ from typing import Any
 import cattrs
 from attrs import asdict, define, field, frozen
 
+# Raised by plugins too, so it lives in `errors`; imported from here as well.
+from batchsvc.errors import ConfigError as ConfigError
 from batchsvc.limits import Limits
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file and the field."""
 
 
 @frozen

@@ -2,6 +2,13 @@
 
 The codes are a closed set (API.md): every error a client can see is named here, with the
 HTTP status it gets when it decides a whole response.
+
+Every exception that crosses a plugin boundary lives here too, whichever side raises it: a
+backend or an embedder raises it for the core to catch (`BackendError` and its kinds,
+`TextChanged`, `OptionError`, `ConfigError`), or the core raises it through a plugin's code
+(`FieldError` from `MemoryPatch.apply`, `EmbeddingFailed` from the `embed` given to
+`DurableVectors.reembed`). A plugin imports them from here, and nothing else of the core's
+internals to know what to raise or what may pass through it.
 """
 
 from __future__ import annotations
@@ -124,3 +131,29 @@ class TextChanged(Exception):
     """From `MemoryOps.update` given `vector_text`: the memory's text once patched is not the
     text its vector was made from (a concurrent write changed the title or content since the
     caller read it). Nothing changed; the caller reads, embeds and tries again."""
+
+
+class EmbeddingFailed(Exception):
+    """The embedder raised, or returned something that is not one vector per text. Raised by
+    the core's `embed` (`batchsvc.batch.embeddings.embed_texts`), also from inside a backend's
+    `DurableVectors.reembed`, which lets it go out as it is."""
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the field. A plugin
+    raises it from `from_options` for a fault that no option would fix (the minilm embedder's
+    missing packages), naming the field at fault in the same style (`$.embedder.name: ...`)."""
+
+
+class OptionError(ValueError):
+    """A plugin option that cannot be used: `option` is its name in the plugin's options table,
+    `problem` what is wrong with it. Raised by `batchsvc.plugin_options.read_options`; the
+    service reports it with the option's path in the config file, as for every config error:
+    `$.storage.options.busy_timeout_ms: must be at least 0, got -1`. A ValueError, which is what
+    the plugin contracts ask `from_options` to raise (any ValueError is reported, without the
+    option's name in the path)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from batchsvc.config import ConfigError
 from batchsvc.embedding import Embedder
+from batchsvc.errors import ConfigError
 from batchsvc.storage import Storage
 
 BACKEND_GROUP = "batchsvc.backends"

@@ -244,7 +244,8 @@ class DurableVectors(Protocol):
         (`batchsvc.embedding.embedding_text`), set `stamp`, and return how many memories it
         embedded. Run while the service is stopped. From its first change to its end the
         stamp is `unfinished_reembed(stamp)`, which no embedder matches: stopped part way, it
-        leaves vectors of two models, and running it again finishes the work."""
+        leaves vectors of two models, and running it again finishes the work. What `embed`
+        raises (`EmbeddingFailed`) goes out as it is, once the chunk it stopped is undone."""
 
 
 def unfinished_reembed(stamp: str) -> str:

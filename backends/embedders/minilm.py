@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 from attrs import frozen
 
-from batchsvc.config import ConfigError
+from batchsvc.errors import ConfigError
 from batchsvc.storage import Vector
 
 from .threaded import Stop, ThreadedEmbedder, text_groups, unit_rows

@@ -11,7 +11,7 @@ import structlog
 from attrs import evolve
 
 from batchsvc.batch.deadline import DeadlineExpired, await_until
-from batchsvc.batch.embeddings import EmbeddingFailed, update_vector
+from batchsvc.batch.embeddings import update_vector
 from batchsvc.batch.results import OperationResult
 from batchsvc.batch.runtime import Runtime
 from batchsvc.batch.state import BatchState, OperationFailed, not_found
@@ -19,6 +19,7 @@ from batchsvc.embedding import Embedder
 from batchsvc.errors import (
     BackendError,
     CorruptBackendError,
+    EmbeddingFailed,
     ErrorCode,
     FieldError,
     TextChanged,

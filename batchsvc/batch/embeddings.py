@@ -15,15 +15,12 @@ import structlog
 from attrs import define, field
 
 from batchsvc.embedding import Embedder, embedding_text
+from batchsvc.errors import EmbeddingFailed
 from batchsvc.models import UNSET, Memory, MemoryPatch
 from batchsvc.request.operations import CreateOp, DecodedOperation, SearchOp
 from batchsvc.storage import MemoryOps, Vector
 
 log = structlog.get_logger("batchsvc.embedding")
-
-
-class EmbeddingFailed(Exception):
-    """The embedder raised, or returned something that is not one vector per text."""
 
 
 @define
