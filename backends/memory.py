@@ -18,6 +18,7 @@ from batchsvc.embedding import embedding_text
 from batchsvc.errors import TextChanged
 from batchsvc.filters import matches
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.plugin_options import read_options
 from batchsvc.search.lexical import LexicalIndex
 from batchsvc.search.ranking import ranked, select
 from batchsvc.search.vectors import VectorIndex, refuse_other_sizes
@@ -299,8 +300,7 @@ class MemoryStore(_LockedOps):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
-        if options:
-            raise ValueError(f"the memory backend takes no options; got {sorted(options)}")
+        read_options(options, {}, "the memory backend")
         return cls()
 
     def _tenant(self, tenant: str) -> _Tenant:

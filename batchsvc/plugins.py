@@ -9,7 +9,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from batchsvc.embedding import Embedder
-from batchsvc.errors import ConfigError
+from batchsvc.errors import ConfigError, OptionError
+from batchsvc.plugin_options import read_options
 from batchsvc.storage import Storage
 
 BACKEND_GROUP = "batchsvc.backends"
@@ -45,7 +46,15 @@ def _build(group: str, kind: str, table: str, name: str, options: Mapping[str, A
     try:
         return found[0].load().from_options(options)
     except ValueError as error:
-        raise ConfigError(f"$.{table}.options: {error}") from None
+        raise _option_error(table, error) from None
+
+
+def _option_error(table: str, error: ValueError) -> ConfigError:
+    """A plugin's refusal of its options, with the path of the option when it names one
+    (`OptionError`, from `batchsvc.plugin_options`), else of the table."""
+    if isinstance(error, OptionError):
+        return ConfigError(f"$.{table}.options.{error.option}: {error.problem}")
+    return ConfigError(f"$.{table}.options: {error}")
 
 
 def load_backend(name: str, options: Mapping[str, Any]) -> Storage:
@@ -58,8 +67,10 @@ def load_backend(name: str, options: Mapping[str, Any]) -> Storage:
 def load_embedder(name: str, options: Mapping[str, Any]) -> Embedder | None:
     """The configured embedder, built but not yet entered; None for `none`."""
     if name == NO_EMBEDDER:
-        if options:
-            raise ConfigError("$.embedder.options: the 'none' embedder takes no options")
+        try:
+            read_options(options, {}, f"the {NO_EMBEDDER!r} embedder")
+        except OptionError as error:
+            raise _option_error("embedder", error) from None
         return None
     embedder = _build(EMBEDDER_GROUP, "embedder", "embedder", name, options)
     if not isinstance(embedder, Embedder):

@@ -29,6 +29,7 @@ import numpy as np
 from attrs import frozen
 
 from batchsvc.errors import ConfigError
+from batchsvc.plugin_options import Option, read_options
 from batchsvc.storage import Vector
 
 from .threaded import Stop, ThreadedEmbedder, text_groups, unit_rows
@@ -53,7 +54,10 @@ DEFAULT_THREADS = 2
 DEFAULT_MAX_TOKENS = 256
 #: The model has 512 positions; fewer than 16 tokens leaves little of a text to embed.
 MIN_TOKENS, MAX_TOKENS = 16, 512
-OPTIONS = frozenset(("threads", "max_tokens"))
+OPTIONS = {
+    "threads": Option(int, DEFAULT_THREADS, minimum=1),
+    "max_tokens": Option(int, DEFAULT_MAX_TOKENS, minimum=MIN_TOKENS, maximum=MAX_TOKENS),
+}
 #: Texts per model run. A call's texts are sorted by token count and run in groups this large,
 #: each padded to its own longest text: about 1.3x faster than one padded run of 100 memories
 #: (groups of 16 and 32 measured alike).
@@ -153,23 +157,12 @@ class MiniLMEmbedder(ThreadedEmbedder[_Model]):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; minilm takes: threads, max_tokens")
-        threads = options.get("threads", DEFAULT_THREADS)
-        if type(threads) is not int or threads < 1:
-            raise ValueError(f"threads must be an integer of at least 1, got {threads!r}")
-        max_tokens = options.get("max_tokens", DEFAULT_MAX_TOKENS)
-        if type(max_tokens) is not int or not MIN_TOKENS <= max_tokens <= MAX_TOKENS:
-            raise ValueError(
-                f"max_tokens must be an integer from {MIN_TOKENS} to {MAX_TOKENS}, "
-                f"got {max_tokens!r}"
-            )
+        values = read_options(options, OPTIONS, "the minilm embedder")
         missing = missing_packages()
         if missing:
             # Not a bad option: the config is right and the install is short of the extra.
             raise ConfigError(_missing_extra(missing))
-        return cls(threads, max_tokens)
+        return cls(values["threads"], values["max_tokens"])
 
     def _load_model(self) -> _Model:
         return _load(self.threads, self.max_tokens)

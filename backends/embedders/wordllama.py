@@ -25,6 +25,7 @@ import numpy as np
 import wordllama
 from wordllama import WordLlama
 
+from batchsvc.plugin_options import Option, read_options
 from batchsvc.storage import Vector
 
 from .threaded import Stop, ThreadedEmbedder, unit_rows
@@ -34,7 +35,7 @@ from .token_mean import TokenTable
 MODEL = "l2_supercat"
 SHIPPED_DIMENSIONS = 256
 DIMENSIONS = (64, 128, 256)
-OPTIONS = frozenset(("dimensions",))
+OPTIONS = {"dimensions": Option(int, SHIPPED_DIMENSIONS, choices=DIMENSIONS)}
 
 
 def wordllama_model(dimensions: int) -> Any:
@@ -69,13 +70,8 @@ class WordLlamaEmbedder(ThreadedEmbedder[TokenTable]):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; wordllama takes: dimensions")
-        dimensions = options.get("dimensions", SHIPPED_DIMENSIONS)
-        if type(dimensions) is not int or dimensions not in DIMENSIONS:
-            raise ValueError(f"dimensions must be one of {list(DIMENSIONS)}, got {dimensions!r}")
-        return cls(dimensions)
+        values = read_options(options, OPTIONS, "the wordllama embedder")
+        return cls(values["dimensions"])
 
     def _load_model(self) -> TokenTable:
         return _load(self.dimensions)

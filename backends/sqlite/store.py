@@ -37,6 +37,7 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError, CorruptBackendError
+from batchsvc.plugin_options import Option, read_options
 from batchsvc.search.ranking import LexicalScores, VectorScores
 from batchsvc.storage import EmbedTexts, MemoryOps, Readiness, Vector
 
@@ -53,9 +54,12 @@ from .support import Work, commit, run_to_end, translated_errors, undo
 
 T = TypeVar("T")
 
-#: Options and their types; `from_options` rejects anything else.
-OPTIONS: dict[str, type] = {"path": str, "busy_timeout_ms": int}
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+#: The options `from_options` takes; it refuses anything else.
+OPTIONS = {
+    "path": Option(str, "data/batchsvc.db", empty=False),
+    "busy_timeout_ms": Option(int, DEFAULT_BUSY_TIMEOUT_MS, minimum=0),
+}
 
 
 class SQLiteStore(Ops):
@@ -78,19 +82,8 @@ class SQLiteStore(Ops):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
-        for name, value in options.items():
-            expected = OPTIONS.get(name)
-            if expected is None:
-                raise ValueError(f"unknown sqlite option {name!r}; known: {', '.join(OPTIONS)}")
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ValueError(f"sqlite option {name!r} must be a {expected.__name__}")
-        path = options.get("path", "data/batchsvc.db")
-        if not path:
-            raise ValueError("sqlite option 'path' must not be empty")
-        busy = options.get("busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS)
-        if busy < 0:
-            raise ValueError("sqlite option 'busy_timeout_ms' must be 0 or more")
-        return cls(path, busy)
+        values = read_options(options, OPTIONS, "the sqlite backend")
+        return cls(values["path"], values["busy_timeout_ms"])
 
     async def _connect(self, *, writer: bool) -> aiosqlite.Connection:
         # isolation_level=None: sqlite3 opens no transactions of its own; we BEGIN explicitly.
