@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from batchsvc.embedding import embedding_text
-from batchsvc.errors import TextChanged
 from batchsvc.filters import matches
 from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.plugin_options import read_options
@@ -31,6 +30,7 @@ from batchsvc.storage import (
     ToCreate,
     Vector,
     apply_in_order,
+    refuse_changed_text,
 )
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
@@ -156,8 +156,7 @@ class _Ops:
         if current is None:
             return None
         updated = patch.apply(current, now)
-        if vector is not None and vector_text is not None and _text(updated) != vector_text:
-            raise TextChanged(memory_id)
+        refuse_changed_text(updated, vector, vector_text)
         self._remember(data, memory_id)
         data.put(updated, vector)
         return updated

@@ -97,6 +97,7 @@ class MemoryOps(Protocol):
         patched memory's text (`batchsvc.embedding.embedding_text` of its title and content)
         is another, raise `TextChanged` and change nothing: the caller embeds the memory's
         text as it now is and tries again, so no memory keeps a vector of a text it never had.
+        `refuse_changed_text` is that check, for a backend to call before it writes.
         """
 
     async def delete(self, tenant: str, memory_id: str) -> bool:
@@ -294,6 +295,20 @@ class Storage(MemoryOps, Protocol):
 OWN_FAULTS: tuple[type[Exception], ...] = (FieldError, TextChanged, ValueError)
 
 
+def refuse_changed_text(updated: Memory, vector: object, vector_text: str | None) -> None:
+    """The check of `MemoryOps.update` given `vector_text`: raise `TextChanged` if `updated`
+    (the memory once patched) has another text than the one its new `vector` was made from.
+    Call it before writing anything. It passes when either is None; `vector` may be in the
+    backend's own form (bytes for a column, say): only whether there is one counts."""
+    # Imported here: `batchsvc.embedding` imports this module.
+    from batchsvc.embedding import embedding_text
+
+    if vector is None or vector_text is None:
+        return
+    if embedding_text(updated.title, updated.content) != vector_text:
+        raise TextChanged(updated.id)
+
+
 def missed(outcome: Outcome) -> bool:
     """Whether a change found no memory to update or delete."""
     return outcome is None or outcome is False
@@ -359,5 +374,6 @@ __all__ = [
     "apply_in_order",
     "matches",
     "missed",
+    "refuse_changed_text",
     "unfinished_reembed",
 ]

@@ -18,7 +18,6 @@ import aiosqlite
 from attrs import define
 
 from batchsvc.embedding import embedding_text
-from batchsvc.errors import TextChanged
 from batchsvc.models import Memory
 from batchsvc.storage import (
     OWN_FAULTS,
@@ -27,6 +26,7 @@ from batchsvc.storage import (
     PlannedDelete,
     PlannedUpdate,
     missed,
+    refuse_changed_text,
 )
 
 from . import queries as q
@@ -104,9 +104,8 @@ def _update(row: _Row, memory: Memory, change: PlannedUpdate) -> bool:
     """Apply one update to `row`, as `queries.update` would (the same check, the same
     vector rule); whether its embedded text changed. Everything that can fail comes before
     the row changes: TextChanged, and the ValueError the statement would meet."""
+    refuse_changed_text(memory, change.vector, change.vector_text)
     text = embedding_text(memory.title, memory.content)
-    if change.vector is not None and change.vector_text is not None and text != change.vector_text:
-        raise TextChanged(memory.id)
     old = row.memory
     text_changed = embedding_text(old.title, old.content) != text
     words = tuple(q.words(memory)) if change.patch.changes_text else row.words

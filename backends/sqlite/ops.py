@@ -243,9 +243,8 @@ async def _update_on(
 ) -> tuple[Memory | None, list[Change]]:
     """An update on `conn`, in the caller's transaction; its result and index changes."""
     vector = change.vector
-    expected = None if vector is None else change.vector_text
     done = await q.update(
-        conn, tenant, change.memory_id, change.patch, change.now, encode(vector), expected
+        conn, tenant, change.memory_id, change.patch, change.now, encode(vector), change.vector_text
     )
     if done is None:
         return None, []

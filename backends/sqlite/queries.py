@@ -16,9 +16,9 @@ import aiosqlite
 import orjson
 
 from batchsvc.embedding import embedding_text
-from batchsvc.errors import TextChanged
 from batchsvc.models import Memory, MemoryPatch
 from batchsvc.search.lexical import tokenize
+from batchsvc.storage import refuse_changed_text
 
 COLUMNS = "id, content, title, memory_type, metadata, tags, created_at, updated_at, version"
 
@@ -199,7 +199,8 @@ async def update(
 
     Returns the new memory and whether its embedded text changed. `vector` replaces the stored
     embedding; without one, a text change clears it (the storage contract's rule). Raises
-    TextChanged, having written nothing, if the patched text is not `vector_text` (if given)."""
+    TextChanged, having written nothing, if the patched text is not `vector_text` (given with
+    `vector`: `batchsvc.storage.refuse_changed_text`)."""
     rows = list(
         await conn.execute_fetchall(
             f"SELECT rowid, length, {COLUMNS} FROM memories WHERE tenant = ? AND id = ?",
@@ -213,9 +214,8 @@ async def update(
     old = to_memory(rows[0][2:])
     memory = patch.apply(old, now)
     tokens = words(memory) if patch.changes_text else None
+    refuse_changed_text(memory, vector, vector_text)
     text = embedding_text(memory.title, memory.content)
-    if vector_text is not None and text != vector_text:
-        raise TextChanged(memory_id)
     text_changed = embedding_text(old.title, old.content) != text
     set_vector = vector is not None or text_changed
     await conn.execute(
