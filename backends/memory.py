@@ -16,7 +16,8 @@ from typing import Any, Self
 
 from batchsvc.embedding import embedding_text
 from batchsvc.filters import matches
-from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.paging import cut_page, read_cursor
 from batchsvc.plugin_options import read_options
 from batchsvc.search.lexical import LexicalIndex
 from batchsvc.search.ranking import ranked, select
@@ -192,26 +193,14 @@ class _Ops:
         cursor: str | None = None,
     ) -> Page:
         data = self._data(tenant)
-        before = _decode_cursor(cursor)
+        before = read_cursor(cursor)
         ordered = sorted(data.memories.values(), key=lambda m: m.id, reverse=True)
-        page = [
+        found = [
             m
             for m in ordered
             if (before is None or m.id < before) and data.passes(m, tags, memory_type)
-        ][: limit + 1]
-        more = len(page) > limit
-        page = page[:limit]
-        # The cursor is the last id given out: ids sort by creation, so paging survives
-        # writes and deletes between pages.
-        return Page(page, page[-1].id if more else None)
-
-
-def _decode_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    if not MEMORY_ID.fullmatch(cursor):
-        raise ValueError("invalid cursor")
-    return cursor
+        ]
+        return cut_page(found, limit)
 
 
 class _LockedOps(_Ops):

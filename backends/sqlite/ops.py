@@ -16,7 +16,8 @@ from typing import TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError
-from batchsvc.models import MEMORY_ID, Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.paging import cut_page, read_cursor
 from batchsvc.search.ranking import LexicalScores, VectorScores
 from batchsvc.storage import (
     Outcome,
@@ -47,12 +48,6 @@ T = TypeVar("T")
 #: The store's loader of a tenant's indexes; it takes none of the store's locks, so a
 #: transaction may call it while it holds the writer.
 IndexesLoader = Callable[[str], Awaitable[Indexes]]
-
-
-def _decode_cursor(cursor: str | None) -> str | None:
-    if cursor is not None and not MEMORY_ID.fullmatch(cursor):
-        raise ValueError("invalid cursor")
-    return cursor
 
 
 class Ops:
@@ -146,14 +141,10 @@ class Ops:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        before = _decode_cursor(cursor)
+        before = read_cursor(cursor)
         async with self._reading(tenant) as conn:
-            # One more than asked tells whether another page exists.
-            items = await q.listing(conn, tenant, tags, memory_type, limit + 1, before)
-        more = len(items) > limit
-        items = items[:limit]
-        # The cursor is the last id given out: ids sort by creation, so paging survives writes.
-        return Page(items, items[-1].id if more else None)
+            found = await q.listing(conn, tenant, tags, memory_type, limit + 1, before)
+        return cut_page(found, limit)
 
 
 class TransactionOps(Ops):
