@@ -8,29 +8,19 @@ during the delay means the store never saw it, which keeps the backend contract'
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Self, TypeVar
 
 from attrs import define, field
 from batchsvc_backends.memory import MemoryStore
 
 from batchsvc.errors import TransientBackendError
-from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
-from batchsvc.storage import (
-    ChangesMany,
-    CreatesMany,
-    MemoryOps,
-    Outcome,
-    Page,
-    PlannedChange,
-    Readiness,
-    ToCreate,
-    Vector,
-)
+from batchsvc.storage import ChangesMany, CreatesMany, Readiness
+from batchsvc.storage_proxy import StorageProxy
 
+T = TypeVar("T")
 Seconds = float | Callable[[], float]
 
 
@@ -71,107 +61,32 @@ class Faults:
         await asyncio.sleep(seconds)
 
 
-class _FaultyOps:
-    """Any `MemoryOps`, with `Faults` applied before each call."""
-
-    def __init__(self, inner: MemoryOps, faults: Faults, *, bulk: bool = False) -> None:
-        self._inner = inner
-        self.faults = faults
-        self.bulk = bulk
-        # Only when asked: the executor uses bulk calls wherever it finds them, and the
-        # faults of most tests are aimed at `create`, `update` and `delete`.
-        if bulk and isinstance(inner, CreatesMany):
-            self.create_many = self._create_many(inner)
-        if bulk and isinstance(inner, ChangesMany):
-            self.change_many = self._change_many(inner)
-            self.get_many = self._get_many(inner)
-
-    def _create_many(
-        self, inner: CreatesMany
-    ) -> Callable[[str, Sequence[ToCreate]], Awaitable[None]]:
-        async def create_many(tenant: str, items: Sequence[ToCreate]) -> None:
-            await self.faults.before("create_many")
-            await inner.create_many(tenant, items)
-
-        return create_many
-
-    def _change_many(self, inner: ChangesMany) -> Callable[..., Awaitable[list[Outcome]]]:
-        async def change_many(
-            tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
-        ) -> list[Outcome]:
-            await self.faults.before("change_many")
-            return await inner.change_many(tenant, changes, stop_at_miss=stop_at_miss)
-
-        return change_many
-
-    def _get_many(self, inner: ChangesMany) -> Callable[..., Awaitable[dict[str, Memory]]]:
-        async def get_many(tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
-            await self.faults.before("get_many")
-            return await inner.get_many(tenant, memory_ids)
-
-        return get_many
-
-    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        await self.faults.before("create")
-        await self._inner.create(tenant, memory, vector)
-
-    async def get(self, tenant: str, memory_id: str) -> Memory | None:
-        await self.faults.before("get")
-        return await self._inner.get(tenant, memory_id)
-
-    async def update(
-        self,
-        tenant: str,
-        memory_id: str,
-        patch: MemoryPatch,
-        now: str,
-        vector: Vector | None = None,
-        vector_text: str | None = None,
-    ) -> Memory | None:
-        await self.faults.before("update")
-        return await self._inner.update(tenant, memory_id, patch, now, vector, vector_text)
-
-    async def delete(self, tenant: str, memory_id: str) -> bool:
-        await self.faults.before("delete")
-        return await self._inner.delete(tenant, memory_id)
-
-    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
-        await self.faults.before("search")
-        return await self._inner.search(tenant, query)
-
-    async def list(
-        self,
-        tenant: str,
-        *,
-        tags: tuple[str, ...] = (),
-        memory_type: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        await self.faults.before("list")
-        return await self._inner.list(
-            tenant, tags=tags, memory_type=memory_type, limit=limit, cursor=cursor
-        )
-
-
-class FaultyStorage(_FaultyOps):
-    """A `Storage` around a real `MemoryStore` (a new one unless given)."""
+class FaultyStorage(StorageProxy):
+    """A `Storage` around a real `MemoryStore` (a new one unless given), whose every call (its
+    transactions' too) meets `Faults` first, in the one hook of `batchsvc.storage_proxy`."""
 
     def __init__(
         self, inner: MemoryStore | None = None, *, bulk: bool = False, readiness: bool = False
     ) -> None:
         """`bulk`: offer the store's `create_many` and `change_many` (faults on them are
-        named so). `readiness`: offer `ChecksReadiness` (`not_ready` says its answer)."""
+        named so); without it they are held back: the executor uses bulk calls wherever it
+        finds them, and the faults of most tests are aimed at `create`, `update` and `delete`.
+        `readiness`: offer `ChecksReadiness` (`not_ready` says its answer)."""
         self.store = inner if inner is not None else MemoryStore()
-        super().__init__(self.store, Faults(), bulk=bulk)
-        self.supports_transactions = self.store.supports_transactions
-        self.supports_vectors = self.store.supports_vectors
+        super().__init__(self.store, hide=() if bulk else (CreatesMany, ChangesMany))
+        self.faults = Faults()
+        self.bulk = bulk
         self.answer = Readiness(True)
         if readiness:
-            self.readiness = self._readiness
+            self.readiness = functools.partial(self._forward, "readiness", None, self._answer)
 
-    async def _readiness(self) -> Readiness:
-        await self.faults.before("readiness")
+    async def _forward(
+        self, method: str, tenant: str | None, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        await self.faults.before(method)
+        return await call()
+
+    async def _answer(self) -> Readiness:
         return self.answer
 
     def not_ready(self, reason: str, message: str = "") -> None:
@@ -197,25 +112,3 @@ class FaultyStorage(_FaultyOps):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
         return cls(MemoryStore.from_options(options))
-
-    async def __aenter__(self) -> Self:
-        await self.store.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.store.__aexit__(exc_type, exc, tb)
-
-    async def ping(self) -> None:
-        await self.faults.before("ping")
-        await self.store.ping()
-
-    @asynccontextmanager
-    async def transaction(self, tenant: str) -> AsyncIterator[MemoryOps]:
-        await self.faults.before("transaction")
-        async with self.store.transaction(tenant) as tx:
-            yield _FaultyOps(tx, self.faults, bulk=self.bulk)
