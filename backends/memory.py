@@ -9,10 +9,10 @@ cancellation trivially truthful. Vectors sit in a NumPy matrix per tenant (exact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from batchsvc.embedding import embedding_text
 from batchsvc.filters import matches
@@ -33,6 +33,9 @@ from batchsvc.storage import (
     apply_in_order,
     refuse_changed_text,
 )
+from batchsvc.storage_proxy import OpsProxy
+
+T = TypeVar("T")
 
 #: What a transaction must restore for one write: the id, the memory and vector before it.
 Undo = list[tuple[str, Memory | None, Vector | None]]
@@ -203,64 +206,21 @@ class _Ops:
         return cut_page(found, limit)
 
 
-class _LockedOps(_Ops):
-    """Outside a transaction: each call takes the tenant's lock, so it waits for open ones."""
+class _TenantLocked(OpsProxy):
+    """Outside a transaction: the operations of `inner`, each call holding its tenant's lock,
+    so that it waits for an open transaction. The lock is taken in the one hook of
+    `batchsvc.storage_proxy`, so every operation (and the bulk ones) takes it alike."""
 
-    async def create(self, tenant: str, memory: Memory, vector: Vector | None = None) -> None:
-        async with self._store._tenant(tenant).lock:
-            await super().create(tenant, memory, vector)
+    def __init__(self, inner: MemoryOps, lock_of: Callable[[str], asyncio.Lock]) -> None:
+        super().__init__(inner)
+        self._lock_of = lock_of
 
-    async def create_many(self, tenant: str, items: Sequence[ToCreate]) -> None:
-        async with self._store._tenant(tenant).lock:
-            await super().create_many(tenant, items)
-
-    async def get_many(self, tenant: str, memory_ids: Sequence[str]) -> dict[str, Memory]:
-        async with self._store._tenant(tenant).lock:
-            return await super().get_many(tenant, memory_ids)
-
-    async def change_many(
-        self, tenant: str, changes: Sequence[PlannedChange], *, stop_at_miss: bool
-    ) -> list[Outcome]:
-        async with self._store._tenant(tenant).lock:
-            return await super().change_many(tenant, changes, stop_at_miss=stop_at_miss)
-
-    async def get(self, tenant: str, memory_id: str) -> Memory | None:
-        async with self._store._tenant(tenant).lock:
-            return await super().get(tenant, memory_id)
-
-    async def update(
-        self,
-        tenant: str,
-        memory_id: str,
-        patch: MemoryPatch,
-        now: str,
-        vector: Vector | None = None,
-        vector_text: str | None = None,
-    ) -> Memory | None:
-        async with self._store._tenant(tenant).lock:
-            return await super().update(tenant, memory_id, patch, now, vector, vector_text)
-
-    async def delete(self, tenant: str, memory_id: str) -> bool:
-        async with self._store._tenant(tenant).lock:
-            return await super().delete(tenant, memory_id)
-
-    async def search(self, tenant: str, query: SearchQuery) -> list[SearchHit]:
-        async with self._store._tenant(tenant).lock:
-            return await super().search(tenant, query)
-
-    async def list(
-        self,
-        tenant: str,
-        *,
-        tags: tuple[str, ...] = (),
-        memory_type: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        async with self._store._tenant(tenant).lock:
-            return await super().list(
-                tenant, tags=tags, memory_type=memory_type, limit=limit, cursor=cursor
-            )
+    async def _forward(
+        self, method: str, tenant: str | None, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        assert tenant is not None, method  # every operation names its tenant
+        async with self._lock_of(tenant):
+            return await call()
 
 
 class _TenantGuard(_Ops):
@@ -276,15 +236,15 @@ class _TenantGuard(_Ops):
         return super()._data(tenant)
 
 
-class MemoryStore(_LockedOps):
+class MemoryStore(_TenantLocked):
     """Memories in dictionaries, with a BM25 index and a vector index per tenant."""
 
     supports_transactions = True
     supports_vectors = True
 
     def __init__(self) -> None:
-        super().__init__(self, None)
         self._tenants: dict[str, _Tenant] = {}
+        super().__init__(_Ops(self, None), lambda tenant: self._tenant(tenant).lock)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
