@@ -12,15 +12,26 @@ from attrs import evolve
 
 from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.embeddings import update_vector
+from batchsvc.batch.failures import (
+    OperationError,
+    OperationFailed,
+    dependency_failed,
+    embedder_failed,
+    invalid,
+    not_found,
+    operation_crashed,
+    ran_past_deadline,
+    ran_too_long,
+    storage_busy,
+    storage_failure,
+)
 from batchsvc.batch.results import OperationResult
 from batchsvc.batch.runtime import Runtime
-from batchsvc.batch.state import BatchState, OperationFailed, not_found
+from batchsvc.batch.state import BatchState
 from batchsvc.embedding import Embedder
 from batchsvc.errors import (
     BackendError,
-    CorruptBackendError,
     EmbeddingFailed,
-    ErrorCode,
     FieldError,
     TextChanged,
     TransientBackendError,
@@ -48,10 +59,9 @@ BACKOFF_CAP_S = 2.0
 class _Retryable(Exception):
     """A failed attempt that a retry may fix; carries the error to report if none does."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, error: OperationError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 async def run_alone(rt: Runtime, state: BatchState, index: int) -> None:
@@ -62,13 +72,13 @@ async def run_alone(rt: Runtime, state: BatchState, index: int) -> None:
         result.fail_validation(op.error)
         return
     if index in state.vectors.failed:
-        result.fail(ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {})
+        result.fail(embedder_failed())
         return
     try:
         memory_id = _resolve(state, op)
         result.succeed(await _attempts(rt, state, op, memory_id, result))
     except OperationFailed as failure:
-        result.fail(failure.code, failure.message, failure.details)
+        result.fail(failure.error)
 
 
 def _resolve(state: BatchState, op: Operation) -> str | None:
@@ -77,11 +87,7 @@ def _resolve(state: BatchState, op: Operation) -> str | None:
     if isinstance(op.id, Ref):
         target = op.id.index
         if target not in state.created:
-            raise OperationFailed(
-                ErrorCode.DEPENDENCY_FAILED,
-                f"operation {target}, whose id this one uses, did not succeed",
-                {"depends_on": target},
-            )
+            raise OperationFailed(dependency_failed(target))
         return state.created[target]
     return op.id
 
@@ -100,9 +106,8 @@ async def _attempts(
             delay = backoff(result.attempts, rt.jitter())
             last = result.attempts > state.options.max_retries
             if last or rt.clock() + delay >= state.deadline:
-                raise OperationFailed(
-                    fault.code, fault.message, {"attempts": result.attempts}
-                ) from None
+                tried = evolve(fault.error, details={"attempts": result.attempts})
+                raise OperationFailed(tried) from None
             await rt.sleep(delay)
 
 
@@ -127,33 +132,15 @@ async def _attempt(
         return await await_until(call, until)
     except DeadlineExpired:
         if rt.clock() >= state.deadline:
-            raise OperationFailed(
-                ErrorCode.TIMEOUT,
-                "the batch deadline passed while the operation ran; it had no effect",
-                {"timeout_ms": state.options.timeout_ms},
-            ) from None
-        raise _Retryable(
-            ErrorCode.TIMEOUT,
-            f"the operation took longer than {rt.limits.operation_timeout_ms} ms; it had no effect",
-        ) from None
+            raise OperationFailed(ran_past_deadline(state.options.timeout_ms)) from None
+        raise _Retryable(ran_too_long(rt.limits.operation_timeout_ms)) from None
     except TransientBackendError as error:
-        raise _Retryable(ErrorCode.BACKEND_UNAVAILABLE, f"storage is busy: {error}") from None
+        raise _Retryable(storage_busy(error)) from None
     except FieldError as error:
-        raise OperationFailed(
-            ErrorCode.VALIDATION_ERROR,
-            error.message,
-            error.details,
-        ) from None
-    except CorruptBackendError as error:
-        # Damaged data: no retry can succeed, so not BACKEND_UNAVAILABLE, which clients
-        # retry. The message names the store, never stored content.
-        log.error("storage_corrupt", index=index, error=str(error))
-        raise OperationFailed(
-            ErrorCode.INTERNAL_ERROR, "the stored data is damaged; this cannot succeed", {}
-        ) from None
+        raise OperationFailed(invalid(error)) from None
     except BackendError as error:
-        log.error("backend_error", index=index, error=repr(error))
-        raise OperationFailed(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from None
+        failure = storage_failure(error, "operation", logged_as="backend_error", index=index)
+        raise OperationFailed(failure) from None
     except OperationFailed:
         raise
     except asyncio.CancelledError:
@@ -162,14 +149,10 @@ async def _attempt(
             raise  # a real cancellation of this batch: let it unwind
         # The backend raised CancelledError of its own accord: a fault in it, not ours.
         log.error("backend_raised_cancelled", index=index, type=op.type)
-        raise OperationFailed(
-            ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
-        ) from None
+        raise OperationFailed(operation_crashed()) from None
     except Exception:
         log.exception("operation_crashed", index=index, type=op.type)
-        raise OperationFailed(
-            ErrorCode.INTERNAL_ERROR, "an unexpected error occurred in this operation", {}
-        ) from None
+        raise OperationFailed(operation_crashed()) from None
 
 
 async def call_storage(
@@ -197,14 +180,14 @@ async def call_storage(
     if isinstance(op, ReadOp):
         found = await ops.get(tenant, memory_id)
         if found is None:
-            raise not_found(memory_id)
+            raise OperationFailed(not_found(memory_id))
         return found.to_json()
     if isinstance(op, UpdateOp):
         updated = await _update(state, memory_id, op.patch, embedder, index)
         return {"id": updated.id, "updated_at": updated.updated_at, "version": updated.version}
     assert isinstance(op, DeleteOp)
     if not await ops.delete(tenant, memory_id):
-        raise not_found(memory_id)
+        raise OperationFailed(not_found(memory_id))
     return {"id": memory_id, "deleted": True}
 
 
@@ -228,12 +211,12 @@ async def _update(
             log.info("update_text_changed", id=memory_id, index=index)
             continue
         if updated is None:
-            raise not_found(memory_id)
+            raise OperationFailed(not_found(memory_id))
         return updated
     log.warning("update_without_vector", id=memory_id, index=index, tries=TEXT_TRIES)
     updated = await state.ops.update(state.tenant, memory_id, patch, utc_now())
     if updated is None:
-        raise not_found(memory_id)
+        raise OperationFailed(not_found(memory_id))
     return updated
 
 
@@ -248,11 +231,9 @@ async def _update_vector(
     try:
         found = await update_vector(embedder, state.ops, state.tenant, memory_id, patch)
     except EmbeddingFailed:
-        raise OperationFailed(
-            ErrorCode.BACKEND_UNAVAILABLE, "the embedder failed; nothing changed", {}
-        ) from None
+        raise OperationFailed(embedder_failed()) from None
     if found is None:
-        raise not_found(memory_id)
+        raise OperationFailed(not_found(memory_id))
     return found
 
 

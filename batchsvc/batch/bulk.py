@@ -36,10 +36,11 @@ import structlog
 
 from batchsvc.batch.deadline import DeadlineExpired, await_until
 from batchsvc.batch.embeddings import embed_texts
+from batchsvc.batch.failures import not_found, ran_past_deadline
 from batchsvc.batch.runtime import Runtime
-from batchsvc.batch.state import BatchState, not_found
+from batchsvc.batch.state import BatchState
 from batchsvc.embedding import Embedder, embedding_text
-from batchsvc.errors import ErrorCode, FieldError
+from batchsvc.errors import FieldError
 from batchsvc.models import Memory, utc_now
 from batchsvc.request.operations import CreateOp, DeleteOp, Ref, UpdateOp
 from batchsvc.storage import Outcome, PlannedChange, PlannedDelete, PlannedUpdate, ToCreate
@@ -185,9 +186,8 @@ def settle_changes(state: BatchState, indices: list[int], outcomes: list[Outcome
         result = state.results[index]
         if outcome is None or outcome is False:
             assert memory_id is not None
-            missing = not_found(memory_id)
             result.attempts = 1
-            result.fail(missing.code, missing.message, missing.details)
+            result.fail(not_found(memory_id))
         elif isinstance(outcome, Memory):
             answer = {
                 "id": outcome.id,
@@ -212,11 +212,7 @@ def timed_out(state: BatchState, indices: list[int]) -> None:
     for index in indices:
         result = state.results[index]
         result.attempts = 1
-        result.fail(
-            ErrorCode.TIMEOUT,
-            "the batch deadline passed while the operation ran; it had no effect",
-            {"timeout_ms": state.options.timeout_ms},
-        )
+        result.fail(ran_past_deadline(state.options.timeout_ms))
         state.settled.add(index)
 
 

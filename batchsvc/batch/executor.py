@@ -23,6 +23,7 @@ from batchsvc.batch.embeddings import (
     BatchVectors,
     embed_batch,
 )
+from batchsvc.batch.failures import skipped_at_deadline, step_crashed, storage_failure
 from batchsvc.batch.results import BatchResult
 from batchsvc.batch.runtime import Runtime
 from batchsvc.batch.scheduler import ParallelScheduler
@@ -36,9 +37,7 @@ from batchsvc.batch.state import (
 from batchsvc.batch.validate_only import validate_batch
 from batchsvc.embedding import Embedder
 from batchsvc.errors import (
-    ApiError,
     BackendError,
-    CorruptBackendError,
     ErrorCode,
     FieldError,
 )
@@ -170,17 +169,9 @@ class BatchExecutor:
             if failed is None:
                 failed = first_unsuccessful(state.results)
             return BatchResult(batch_id, state.results, atomic_failed_index=failed)
-        except CorruptBackendError as error:
-            log.error("storage_corrupt", error=str(error))
-            raise ApiError(
-                ErrorCode.INTERNAL_ERROR, "the stored data is damaged; nothing was changed"
-            ) from error
         except (BackendError, OSError) as error:
-            log.error("atomic_commit_failed", error=repr(error))
-            raise ApiError(
-                ErrorCode.BACKEND_UNAVAILABLE,
-                "the storage backend could not commit the batch; nothing was changed",
-            ) from error
+            failure = storage_failure(error, "transaction", logged_as="atomic_commit_failed")
+            raise failure.api_error() from error
         assert state is not None
         return BatchResult(batch_id, state.results)
 
@@ -209,7 +200,7 @@ class BatchExecutor:
 
     def _crashed(self, state: BatchState, index: int, error: Exception) -> None:
         log.error("scheduler_step_crashed", index=index, error=repr(error))
-        state.results[index].fail(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred", {})
+        state.results[index].fail(step_crashed())
         note_failure(state, index)
 
     async def _step(self, state: BatchState, index: int) -> None:
@@ -229,11 +220,7 @@ class BatchExecutor:
         # The deadline first: an operation not started by then is TIMEOUT (API.md), also when
         # the operation that stopped the batch was itself cut by the deadline.
         if self._clock() >= state.deadline:
-            result.skip(
-                ErrorCode.TIMEOUT,
-                "not run: the batch deadline passed first",
-                {"timeout_ms": state.options.timeout_ms},
-            )
+            result.skip(skipped_at_deadline(state.options.timeout_ms))
             return
         if state.stopped_after is not None and index > state.stopped_after:
             skip_after(result, state.stopped_after)

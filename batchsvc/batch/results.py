@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from attrs import define, frozen
+from attrs import define
 
-from batchsvc.errors import ErrorCode, FieldError
+from batchsvc.batch.failures import OperationError, invalid
+from batchsvc.errors import FieldError
 
 Status = Literal["success", "failed", "skipped", "rolled_back"]
 SUMMARY_KEYS = {
@@ -17,16 +18,6 @@ SUMMARY_KEYS = {
     "delete": "deletes",
     "search": "searches",
 }
-
-
-@frozen
-class OperationError:
-    code: ErrorCode
-    message: str
-    details: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"code": str(self.code), "message": self.message, "details": self.details}
 
 
 @define
@@ -42,20 +33,16 @@ class OperationResult:
     def succeed(self, result: dict[str, Any]) -> None:
         self.status, self.result, self.error = "success", result, None
 
-    def fail(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> None:
-        self.status, self.result = "failed", None
-        self.error = OperationError(code, message, details or {})
+    def fail(self, error: OperationError) -> None:
+        """Failed with `error` (made in `batchsvc.batch.failures`)."""
+        self.status, self.result, self.error = "failed", None, error
 
     def fail_validation(self, error: FieldError) -> None:
-        self.fail(
-            ErrorCode.VALIDATION_ERROR,
-            error.message,
-            error.details,
-        )
+        self.fail(invalid(error))
 
-    def skip(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> None:
-        self.status, self.result = "skipped", None
-        self.error = OperationError(code, message, details or {})
+    def skip(self, error: OperationError) -> None:
+        """Not run, for the reason `error` gives."""
+        self.status, self.result, self.error = "skipped", None, error
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"index": self.index, "type": self.type, "status": self.status}

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from batchsvc.batch.embeddings import BatchVectors
+from batchsvc.batch.failures import skipped_after, skipped_waiting_for_transaction
 from batchsvc.batch.results import BatchResult, OperationResult
-from batchsvc.errors import ErrorCode
 from batchsvc.models import new_memory_id
 from batchsvc.request.batch_body import BatchOptions, BatchRequest
 from batchsvc.request.operations import CreateOp
 from batchsvc.storage import ChangesMany, CreatesMany, MemoryOps
-
-
-class OperationFailed(Exception):
-    """An operation's failure, with the error its result reports."""
-
-    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
 
 
 class BatchState:
@@ -70,11 +61,7 @@ class BatchState:
 def all_timed_out(batch_id: str, request: BatchRequest) -> BatchResult:
     results = [OperationResult(index=i, type=op.type) for i, op in enumerate(request.operations)]
     for result in results:
-        result.skip(
-            ErrorCode.TIMEOUT,
-            "not run: the batch deadline passed while waiting for the transaction",
-            {"timeout_ms": request.options.timeout_ms},
-        )
+        result.skip(skipped_waiting_for_transaction(request.options.timeout_ms))
     return BatchResult(batch_id, results, atomic_failed_index=0)
 
 
@@ -85,17 +72,9 @@ def note_failure(state: BatchState, index: int) -> None:
 
 
 def skip_after(result: OperationResult, after: int) -> None:
-    result.skip(
-        ErrorCode.SKIPPED,
-        f"not run: operation {after} failed and the batch stops at its first failure",
-        {"after_index": after},
-    )
+    result.skip(skipped_after(after))
     result.attempts = 0
 
 
 def first_unsuccessful(results: list[OperationResult]) -> int:
     return next(r.index for r in results if r.status in ("failed", "skipped"))
-
-
-def not_found(memory_id: str) -> OperationFailed:
-    return OperationFailed(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 
-import structlog
-
 from batchsvc.batch.deadline import DeadlineExpired, await_until
+from batchsvc.batch.failures import (
+    dependency_would_fail,
+    not_checked_at_deadline,
+    not_found,
+    storage_failure,
+    storage_too_slow,
+)
 from batchsvc.batch.results import OperationResult
-from batchsvc.errors import BackendError, CorruptBackendError, ErrorCode, FieldError
+from batchsvc.errors import BackendError, FieldError
 from batchsvc.models import Memory, new_memory_id, utc_now
 from batchsvc.request.operations import (
     CreateOp,
@@ -23,8 +28,6 @@ from batchsvc.request.operations import (
     UpdateOp,
 )
 from batchsvc.storage import MemoryOps
-
-log = structlog.get_logger("batchsvc.batch.validate_only")
 
 
 async def validate_batch(
@@ -45,7 +48,7 @@ async def validate_batch(
         result = OperationResult(index=index, type=op.type)
         results.append(result)
         if loop.time() >= deadline:
-            result.skip(ErrorCode.TIMEOUT, "not checked: the batch deadline passed first", {})
+            result.skip(not_checked_at_deadline())
             continue
         if isinstance(op, InvalidOperation):
             result.fail_validation(op.error)
@@ -57,11 +60,7 @@ async def validate_batch(
         elif not isinstance(op, SearchOp):
             if isinstance(op.id, Ref):
                 if op.id.index not in valid_creates:
-                    result.fail(
-                        ErrorCode.DEPENDENCY_FAILED,
-                        f"operation {op.id.index}, whose id this one uses, would not succeed",
-                        {"depends_on": op.id.index},
-                    )
+                    result.fail(dependency_would_fail(op.id.index))
                     continue
                 memory_id = valid_creates[op.id.index]
             else:
@@ -71,19 +70,15 @@ async def validate_batch(
                 try:
                     state[memory_id] = await await_until(storage.get(tenant, memory_id), until)
                 except DeadlineExpired:
-                    result.fail(ErrorCode.TIMEOUT, "storage did not answer in time", {})
+                    result.fail(storage_too_slow())
                     continue
-                except CorruptBackendError as error:
+                except BackendError as error:
                     # As a run would answer: damaged data is no reason to retry.
-                    log.error("storage_corrupt", index=index, error=str(error))
-                    result.fail(ErrorCode.INTERNAL_ERROR, "the stored data is damaged", {})
-                    continue
-                except BackendError:
-                    result.fail(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {})
+                    result.fail(storage_failure(error, "read", index=index))
                     continue
             current = state[memory_id]
             if current is None:
-                result.fail(ErrorCode.NOT_FOUND, f"memory {memory_id} not found", {"id": memory_id})
+                result.fail(not_found(memory_id))
                 continue
             if isinstance(op, UpdateOp):
                 try:

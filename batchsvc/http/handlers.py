@@ -9,8 +9,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from batchsvc.batch.failures import storage_failure
 from batchsvc.batch.results import BatchResult
-from batchsvc.errors import ApiError, BackendError, CorruptBackendError, ErrorCode, FieldError
+from batchsvc.errors import ApiError, BackendError, ErrorCode, FieldError
 from batchsvc.http.appkeys import CONFIG, EXECUTOR, METRICS, STARTED, STORAGE, TENANT
 from batchsvc.http.body import read_json
 from batchsvc.http.responses import json_response, success
@@ -79,7 +80,7 @@ async def _one(request: web.Request, raw_op: dict[str, Any], status: int = 200) 
     if outcome.status == "success":
         return success(outcome.result, status)
     assert outcome.error is not None
-    raise ApiError(outcome.error.code, outcome.error.message, outcome.error.details)
+    raise outcome.error.api_error()
 
 
 async def _object_body(request: web.Request) -> dict[str, Any]:
@@ -165,12 +166,9 @@ async def list_memories(request: web.Request) -> web.Response:
             "cursor is not one this service gave out",
             {"field": "cursor", "reason": "invalid_cursor"},
         ) from None
-    except CorruptBackendError as error:
-        # The same answers a read gets from a failing backend (the executor's mapping).
-        log.error("storage_corrupt", error=str(error))
-        raise ApiError(ErrorCode.INTERNAL_ERROR, "the stored data is damaged", {}) from error
     except BackendError as error:
-        raise ApiError(ErrorCode.BACKEND_UNAVAILABLE, "storage failed", {}) from error
+        # The same answers a read gets from a failing backend (the executor's mapping).
+        raise storage_failure(error, "read").api_error() from error
     items = [memory.to_json() for memory in page.items]
     return success({"items": items, "next_cursor": page.next_cursor})
 
