@@ -23,7 +23,7 @@ from batchsvc.http.appkeys import (
     TENANT,
 )
 from batchsvc.http.body import ClientDisconnected
-from batchsvc.http.responses import error_response, from_http_exception
+from batchsvc.http.responses import error_response, from_http_exception, service_crashed
 
 log = structlog.get_logger("batchsvc.http")
 
@@ -88,9 +88,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         response = from_http_exception(exc)
     except Exception:
         log.exception("request_crashed")
-        response = error_response(
-            ApiError(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred; it was logged")
-        )
+        response = error_response(service_crashed())
     response.headers.update(request.get(RATE_HEADERS, {}))
     response.headers["X-Request-Id"] = request_id
     elapsed_ms = round((time.monotonic() - request[STARTED]) * 1000, 2)

@@ -32,7 +32,7 @@ from aiohttp.http_exceptions import (
 )
 
 from batchsvc.errors import ApiError, ErrorCode
-from batchsvc.http.responses import error_response
+from batchsvc.http.responses import error_response, service_crashed
 
 log = structlog.get_logger("batchsvc.http")
 
@@ -86,11 +86,7 @@ class EnvelopeRequestHandler(web.RequestHandler):
             if status == 504:
                 error = ApiError(ErrorCode.TIMEOUT, "the request timed out", status=504)
             else:
-                error = ApiError(
-                    ErrorCode.INTERNAL_ERROR,
-                    "an unexpected error occurred; it was logged",
-                    status=status,
-                )
+                error = service_crashed(status)
         else:
             reason, text = describe(exc)
             log.info("bad_http_request", request_id=request_id, status=status, reason=reason)

@@ -36,6 +36,14 @@ FRAMEWORK_CODES = {
 }
 
 
+def service_crashed(status: int = 500) -> ApiError:
+    """INTERNAL_ERROR for a fault of the service's own (a bug): nothing of it is shown, and it
+    is in the log, with the request's id."""
+    return ApiError(
+        ErrorCode.INTERNAL_ERROR, "an unexpected error occurred; it was logged", status=status
+    )
+
+
 def from_http_exception(exc: web.HTTPException) -> web.Response:
     code, message = FRAMEWORK_CODES.get(
         exc.status, (ErrorCode.VALIDATION_ERROR, exc.reason or "bad request")
