@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from faults import FaultyStorage
-from support import Service, make_config
 
 from batchsvc.api_keys import KeyStore
 from batchsvc.embedding import Embedder
 from batchsvc.http.app import create_app
 from batchsvc.storage import Storage
+from tests.helpers.faults import FaultyStorage
+from tests.helpers.service import Service, make_config
 
 ServiceFactory = Callable[..., Awaitable[Service]]
 

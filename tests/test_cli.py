@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from attrs import define
-from support import free_port, run_cli, wait_until_up
+
+from tests.helpers.service import free_port, run_cli, wait_until_up
 
 KEY_PATTERN = re.compile(r"bsk_[A-Za-z0-9_-]{43}")
 

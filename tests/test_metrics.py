@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 from attrs import frozen
-from faults import FaultyStorage
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from support import Service
 
 from batchsvc.errors import BackendError
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
 from batchsvc.storage import CreatesMany
 from batchsvc.testing._base import TENANT, make_memory
+from tests.helpers.faults import FaultyStorage
+from tests.helpers.service import Service
 
 ServiceFactory = Callable[..., Any]
 MISSING = "mem_0000000000000000"

@@ -8,14 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from batch_helpers import MISSING, ServiceFactory, create, ops_of, read, stored
-from faults import FaultyStorage
-from support import Service
 
 from batchsvc.batch.executor import BatchExecutor
 from batchsvc.errors import BackendError
 from batchsvc.limits import Limits
 from batchsvc.request.batch_body import decode_batch
+from tests.helpers.batches import MISSING, ServiceFactory, create, ops_of, read, stored
+from tests.helpers.faults import FaultyStorage
+from tests.helpers.service import Service
 
 
 class Boom(BaseException):

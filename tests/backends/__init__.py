@@ -1,0 +1,1 @@
+"""The shipped backends (backends/, installed as batchsvc_backends); memory here."""

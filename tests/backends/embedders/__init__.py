@@ -1,0 +1,1 @@
+"""The bundled embedders (backends/embedders/): contract, options, bounds."""

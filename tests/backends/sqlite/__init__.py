@@ -1,0 +1,1 @@
+"""The SQLite backend (backends/sqlite/), on real files and real processes."""

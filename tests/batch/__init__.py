@@ -1,0 +1,1 @@
+"""The batch executor (batchsvc/batch/): every batch option, bulk calls, parallel runs."""

@@ -1,0 +1,1 @@
+"""What tests share: a service and its key, batch builders, faults, real processes."""

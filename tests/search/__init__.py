@@ -1,0 +1,1 @@
+"""The search toolkit (batchsvc/search/), and semantic and hybrid search end to end."""
