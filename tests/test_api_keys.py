@@ -1,8 +1,10 @@
-"""The keys file when it is not a plain readable file: every fault fails closed with 503 (the
-server's fault, never the key's, never a 500), and a mended file is read again at once."""
+"""API keys (`batchsvc.api_keys`). The keys file when it is not a plain readable file: every
+fault fails closed with 503 (the server's fault, never the key's, never a 500), and a mended file
+is read again at once. A bearer token that is not even UTF-8 is no key: 401, not a crash."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,21 @@ def test_a_damaged_content_is_not_parsed_again_until_it_changes(
         with pytest.raises(KeyFileError, match="not a keys file"):
             store.authenticate("bsk_" + "x" * 43)
     assert reads == 1
+
+
+class TestOddInput:
+    """Odd bytes are client errors with the right code, never a 500."""
+
+    async def test_bearer_token_with_invalid_utf8_is_unauthorized(self, service: Service) -> None:
+        server = service.client.server
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(
+            b"POST /api/v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer bsk_\xff\xfe\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b'"UNAUTHORIZED"' in answer

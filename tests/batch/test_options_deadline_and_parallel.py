@@ -5,10 +5,14 @@ directly with an injected clock, sleep and jitter."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from batchsvc.batch.executor import BatchExecutor
+from batchsvc.limits import Limits
+from batchsvc.request.batch_body import decode_batch
 from tests.helpers.batches import (
     ServiceFactory,
     comparable,
@@ -216,3 +220,29 @@ class TestParallel:
         first, _, second = ops_of(body)
         assert first["result"] == {"results": [], "total": 0}
         assert second["result"]["total"] == 1
+
+
+class Boom(BaseException):
+    """Something no operation should raise (like KeyboardInterrupt)."""
+
+
+class TestSchedulerUnwinds:
+    """When a step dies of a BaseException, no other worker goes on writing."""
+
+    async def test_atomic_parallel_batch_leaves_nothing_behind(self) -> None:
+        storage = FaultyStorage()
+        storage.delay("create", 0.05, times=1)
+        storage.fail("create", error=Boom())  # type: ignore[arg-type]
+        storage.delay("update", 0.2)
+        executor = BatchExecutor(storage, Limits())
+        before = set(asyncio.all_tasks())
+        body = {
+            "operations": [create("first"), create("second")],
+            "options": {"atomic": True, "parallel": True},
+        }
+        request = decode_batch(body, Limits(), supports_transactions=True)
+        with pytest.raises(Boom):
+            await executor.execute("acme", request, "batch_boom")
+        await asyncio.sleep(0.3)
+        assert (await storage.store.list("acme")).items == []
+        assert set(asyncio.all_tasks()) - before == set()

@@ -5,6 +5,7 @@ directly with an injected clock, sleep and jitter."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -365,3 +366,24 @@ class TestRetries:
         assert op["status"] == "failed" and op["error"]["code"] == "TIMEOUT"
         assert op["attempts"] == 1
         assert await stored(service) == []
+
+
+class TestMisbehavingBackends:
+    """A backend that raises CancelledError or TimeoutError of its own fails one operation with
+    INTERNAL_ERROR, once: neither is mistaken for a cancellation or for our own time-out."""
+
+    @pytest.mark.parametrize("error", [asyncio.CancelledError(), TimeoutError("socket")])
+    async def test_fails_alone_and_is_not_retried(
+        self, service_factory: ServiceFactory, error: BaseException
+    ) -> None:
+        storage = FaultyStorage()
+        service = await service_factory(storage=storage)
+        storage.fail("create", error=error)  # type: ignore[arg-type]
+        status, body = await service.batch(
+            [create("odd"), create("fine")], {"continue_on_error": True, "max_retries": 3}
+        )
+        assert status == 207
+        first, second = ops_of(body)
+        assert first["status"] == "failed" and first["error"]["code"] == "INTERNAL_ERROR"
+        assert first["attempts"] == 1
+        assert second["status"] == "success"

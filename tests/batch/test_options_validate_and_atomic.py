@@ -6,10 +6,12 @@ directly with an injected clock, sleep and jitter."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
+from batchsvc.errors import BackendError
 from tests.helpers.batches import (
     MISSING,
     ServiceFactory,
@@ -139,6 +141,33 @@ class TestValidateOnly:
         )
         made = faulty.calls - before
         assert made["create"] == made["update"] == made["delete"] == 0
+
+
+class TestValidateOnlyLikeARun:
+    """validate_only meets backend faults and the deadline as a real run would."""
+
+    async def test_backend_error_fails_the_operation(
+        self, faulty_service: Service, faulty: FaultyStorage
+    ) -> None:
+        faulty.fail("get", error=BackendError("down"))
+        status, body = await faulty_service.batch(
+            [read(MISSING), create("fine")], {"validate_only": True, "continue_on_error": True}
+        )
+        assert status == 207
+        first, second = ops_of(body)
+        assert first["error"]["code"] == "BACKEND_UNAVAILABLE"
+        assert second["result"] == {"valid": True}
+
+    async def test_deadline_holds(self, faulty_service: Service, faulty: FaultyStorage) -> None:
+        faulty.delay("get", 0.5)
+        started = time.monotonic()
+        status, body = await faulty_service.batch(
+            [read(MISSING)] * 4, {"validate_only": True, "timeout": 100}
+        )
+        assert time.monotonic() - started < 0.45
+        assert status == 207
+        codes = [op["error"]["code"] for op in ops_of(body)]
+        assert codes[0] == "TIMEOUT" and set(codes) == {"TIMEOUT"}
 
 
 # atomic --------------------------------------------------------------------------------------
@@ -314,3 +343,25 @@ class TestAtomic:
             assert hits in (0, 2)
             assert listed in (set(), {"quokka one", "quokka two"})
         assert await contents(service) == (set() if fails else {"quokka one", "quokka two"})
+
+
+class TestAtomicWaitsWithinItsDeadline:
+    """An atomic batch waiting for another one's transaction gives up at its own deadline."""
+
+    async def test_second_atomic_batch_times_out(
+        self, faulty_service: Service, faulty: FaultyStorage
+    ) -> None:
+        faulty.delay("create", 1.0, times=1)
+        slow = asyncio.create_task(faulty_service.batch([create("slow")], {"atomic": True}))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        status, body = await faulty_service.batch(
+            [create("impatient")], {"atomic": True, "timeout": 100}
+        )
+        assert time.monotonic() - started < 0.6
+        assert status == 422
+        assert body["error"]["details"] == {"failed_index": 0}
+        assert body["data"]["operations"][0]["error"]["code"] == "TIMEOUT"
+        slow_status, _ = await slow
+        assert slow_status == 200
+        assert [m["content"] for m in await stored(faulty_service)] == ["slow"]
