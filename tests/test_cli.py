@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from attrs import define
 
-from tests.helpers.service import free_port, run_cli, wait_until_up
+from tests.helpers.processes import DEFAULTS_CONFIG, Server, run_cli, serving
 
 KEY_PATTERN = re.compile(r"bsk_[A-Za-z0-9_-]{43}")
 
@@ -24,10 +19,7 @@ KEY_PATTERN = re.compile(r"bsk_[A-Za-z0-9_-]{43}")
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "service.toml"
-    path.write_text(
-        '[auth]\nkeys_file = "state/keys.json"\n[rate_limit]\nbatch_requests = 1000\n',
-        encoding="utf-8",
-    )
+    path.write_text(DEFAULTS_CONFIG, encoding="utf-8")
     return path
 
 
@@ -86,57 +78,17 @@ class TestBadConfiguration:
         assert "'oracle'" in result.stderr and "memory" in result.stderr
 
 
-@define
-class Served:
-    base: str
-    key: str
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> str:
-        """Stop the server with SIGTERM (it must exit cleanly); its standard error."""
-        self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=15)
-        assert self.process.returncode == 0
-        return stderr.decode()
-
-
-@contextmanager
-def serving(cwd: Path, config_file: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`batchsvc serve` on a free port until the block ends; its base URL and process. A
-    process still running then gets SIGTERM and must exit cleanly."""
-    port = free_port()
-    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config_file)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=15)
-        assert process.returncode == 0
+@pytest.fixture
+def served_process(tmp_path: Path, config_file: Path) -> Iterator[Server]:
+    """A real `batchsvc serve` process and a key made by the CLI; it must stop cleanly."""
+    with serving(tmp_path, config_file, tenant="acme", check_exit=True) as server:
+        yield server
 
 
 @pytest.fixture
-def served_process(tmp_path: Path, config_file: Path) -> Iterator[Served]:
-    """A real `batchsvc serve` process and a key made by the CLI."""
-    key = run_cli(
-        "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
-    ).stdout.strip()
-    with serving(tmp_path, config_file) as (base, process):
-        yield Served(base, key, process)
-
-
-@pytest.fixture
-def served(served_process: Served) -> Iterator[tuple[str, str]]:
+def served(served_process: Server) -> Iterator[tuple[str, str]]:
     yield served_process.base, served_process.key
-    served_process.stop()
+    assert served_process.stop() == 0
 
 
 class TestServe:
@@ -171,7 +123,7 @@ class TestServe:
 class TestLogs:
     """`serve` logs one JSON line per request on standard error, with its context."""
 
-    def test_request_lines_carry_context(self, served_process: Served) -> None:
+    def test_request_lines_carry_context(self, served_process: Server) -> None:
         body = json.dumps({"operations": [{"type": "create", "data": {"content": "hi"}}]})
         request = urllib.request.Request(
             f"{served_process.base}/api/v1/batch",
@@ -185,7 +137,8 @@ class TestLogs:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.headers["X-Request-Id"] == "req-from-client"
-        lines = [json.loads(line) for line in served_process.stop().splitlines() if line[:1] == "{"]
+        assert served_process.stop() == 0
+        lines = served_process.log_lines()
         logged = [line for line in lines if line.get("request_id") == "req-from-client"]
         assert len(logged) == 1
         entry = logged[0]
@@ -222,7 +175,7 @@ class TestDamagedKeysFile:
         assert "Traceback" not in started.stderr
 
     def test_damaged_while_serving_answers_503_until_repaired(
-        self, served_process: Served, tmp_path: Path
+        self, served_process: Server, tmp_path: Path
     ) -> None:
         keys = tmp_path / "state" / "keys.json"
         good = keys.read_bytes()
@@ -242,7 +195,8 @@ class TestDamagedKeysFile:
         keys.write_bytes(good)  # repaired: read again at once, no restart
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
-        lines = [json.loads(line) for line in served_process.stop().splitlines() if line[:1] == "{"]
+        assert served_process.stop() == 0
+        lines = served_process.log_lines()
         reported = [line for line in lines if line["event"] == "keys_file_unreadable"]
         # Once per damaged version of the file, not once per request; it names the file.
         assert len(reported) == 1
@@ -258,7 +212,8 @@ class TestDefaultStorage:
             "keys", "create", "--tenant", "acme", "--config", str(config_file), cwd=tmp_path
         ).stdout.strip()
         body = json.dumps({"content": "kept across restarts"}).encode()
-        with serving(tmp_path, config_file) as (base, _):
+        with serving(tmp_path, config_file, check_exit=True) as server:
+            base = server.base
             request = urllib.request.Request(
                 f"{base}/api/v1/memories",
                 data=body,
@@ -267,7 +222,8 @@ class TestDefaultStorage:
             with urllib.request.urlopen(request, timeout=10) as response:
                 memory_id = json.load(response)["data"]["id"]
         assert (tmp_path / "data" / "batchsvc.db").is_file()
-        with serving(tmp_path, config_file) as (base, _):
+        with serving(tmp_path, config_file, check_exit=True) as server:
+            base = server.base
             request = urllib.request.Request(
                 f"{base}/api/v1/memories/{memory_id}", headers={"Authorization": f"Bearer {key}"}
             )
@@ -286,7 +242,8 @@ class TestReembed:
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         contents = ["the walrus sleeps on the ice floe", "sourdough bread with rye flour"]
         batch = {"operations": [{"type": "create", "data": {"content": c}} for c in contents]}
-        with serving(tmp_path, config_file) as (base, _):  # wordllama, 256 dimensions
+        with serving(tmp_path, config_file, check_exit=True) as server:  # wordllama, 256 dims
+            base = server.base
             request = urllib.request.Request(
                 f"{base}/api/v1/batch", data=json.dumps(batch).encode(), headers=headers
             )
@@ -308,7 +265,8 @@ class TestReembed:
         assert "re-embedded 2 memories with wordllama l2_supercat 64" in done.stderr
 
         search = {"query": "a loaf of rye bread", "options": {"mode": "semantic", "limit": 1}}
-        with serving(tmp_path, narrow) as (base, _):
+        with serving(tmp_path, narrow, check_exit=True) as server:
+            base = server.base
             request = urllib.request.Request(
                 f"{base}/api/v1/memories/search", data=json.dumps(search).encode(), headers=headers
             )

@@ -1,16 +1,8 @@
-"""Shared test helpers: a running service on a real socket, and a client that knows its key."""
+"""A service in the test's own process, on a real loopback socket (aiohttp's test client),
+and a client that knows its key; `batchsvc serve` processes are in `processes`."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,81 +93,3 @@ class Service:
         assert status == 200, body
         memory_id: str = body["data"]["operations"][0]["result"]["id"]
         return memory_id
-
-
-# Real processes ---------------------------------------------------------------------------
-
-#: `batchsvc serve` on a SQLite file in its working folder, no embedder, limits out of reach.
-SQLITE_CONFIG = """\
-[auth]
-keys_file = "state/keys.json"
-
-[storage]
-backend = "sqlite"
-
-[storage.options]
-path = "data/batchsvc.db"
-
-[embedder]
-name = "none"
-
-[rate_limit]
-batch_requests = 100000
-other_requests = 100000
-"""
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batchsvc", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(base: str) -> None:
-    """Poll /healthz for up to 20 s (the embedder loads at start)."""
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise AssertionError(f"{base} did not come up")
-
-
-@contextmanager
-def serve_process(
-    cwd: Path, config: Path, log_name: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A `batchsvc serve` process and its base URL, its log in `cwd/log_name`; killed if still
-    alive at the end."""
-    port = free_port()
-    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config)]
-    with (cwd / log_name).open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=15)

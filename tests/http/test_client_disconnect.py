@@ -8,23 +8,17 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from tests.helpers.raw_http import ServeProcess, exchange, request_bytes, serve_process
+from tests.helpers.processes import Server
+from tests.helpers.raw_http import exchange, request_bytes
 
 REQUESTS = "batchsvc_http_requests_total"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with serve_process(tmp_path_factory.mktemp("disconnect")) as process:
-        yield process
-
-
-def counted(served: ServeProcess, route: str) -> dict[str, float]:
+def counted(served: Server, route: str) -> dict[str, float]:
     """The request counter's samples for POST `route`, by status."""
     samples: dict[str, float] = {}
     for line in served.metric_lines(REQUESTS):
@@ -35,7 +29,7 @@ def counted(served: ServeProcess, route: str) -> dict[str, float]:
     return samples
 
 
-def hang_up(served: ServeProcess, path: str, request_id: str, *, reset: bool) -> None:
+def hang_up(served: Server, path: str, request_id: str, *, reset: bool) -> None:
     """Headers announcing 100,000 bytes, a few of them, then close (FIN, or RST if `reset`)."""
     headers = [
         served.auth(),
@@ -53,9 +47,7 @@ def hang_up(served: ServeProcess, path: str, request_id: str, *, reset: bool) ->
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 @pytest.mark.parametrize("path", ["/api/v1/batch", "/api/v1/memories"])
-def test_hanging_up_mid_body_is_499_not_an_error(
-    served: ServeProcess, path: str, reset: bool
-) -> None:
+def test_hanging_up_mid_body_is_499_not_an_error(served: Server, path: str, reset: bool) -> None:
     before = counted(served, path)
     request_id = f"hangup-{path.rsplit('/', 1)[1]}-{'rst' if reset else 'fin'}"
     hang_up(served, path, request_id, reset=reset)

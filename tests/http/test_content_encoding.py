@@ -9,7 +9,6 @@ import gzip
 import re
 import tracemalloc
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from batchsvc.http.encoding import (
     content_coding,
     decode,
 )
-from tests.helpers.raw_http import ServeProcess, exchange, request_bytes, serve_process
+from tests.helpers.processes import Server
+from tests.helpers.raw_http import exchange, request_bytes
 from tests.helpers.service import Service
 from tests.request.test_request_rules import assert_error
 
@@ -45,15 +45,7 @@ def zeros_gzip(size: int) -> bytes:
     return b"".join(parts) + packer.flush()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with serve_process(tmp_path_factory.mktemp("encoding")) as process:
-        yield process
-
-
-def post(
-    served: ServeProcess, body: bytes, encoding: str | None, *, length: int | None = None
-) -> Any:
+def post(served: Server, body: bytes, encoding: str | None, *, length: int | None = None) -> Any:
     headers = [served.auth(), ("Content-Type", "application/json")]
     if encoding is not None:
         headers.append(("Content-Encoding", encoding))
@@ -61,7 +53,7 @@ def post(
     return exchange(served.port, request_bytes("POST", "/api/v1/batch", headers, body))
 
 
-def assert_nothing_logged_as_error(served: ServeProcess, request_id: str) -> None:
+def assert_nothing_logged_as_error(served: Server, request_id: str) -> None:
     lines = [line for line in served.log_lines() if line.get("request_id") == request_id]
     assert lines, "the request was not logged"
     assert all(line["level"] not in ("error", "critical") for line in lines), lines
@@ -84,7 +76,7 @@ class TestFalseEncoding:
         ],
         ids=["gzip-plain-json", "deflate-text", "x-gzip-magic-only", "truncated", "junk", "junk2"],
     )
-    def test_is_400_invalid_json(self, served: ServeProcess, encoding: str, body: bytes) -> None:
+    def test_is_400_invalid_json(self, served: Server, encoding: str, body: bytes) -> None:
         response = post(served, body, encoding)
         assert response.status == 400, response
         assert response.headers["content-type"].startswith("application/json")
@@ -106,9 +98,7 @@ class TestFalseEncoding:
         ],
         ids=["gzip", "case", "x-gzip", "two-members", "zlib", "raw-deflate", "identity"],
     )
-    def test_valid_encodings_still_work(
-        self, served: ServeProcess, encoding: str, body: bytes
-    ) -> None:
+    def test_valid_encodings_still_work(self, served: Server, encoding: str, body: bytes) -> None:
         response = post(served, body, encoding)
         assert response.status == 200, response
         assert response.json()["data"]["processed"] == 1
@@ -131,7 +121,7 @@ class TestFalseEncoding:
 class TestDecodedLimit:
     """The 10 MiB limit holds on the decoded body, and decoding stops just past it."""
 
-    def test_a_gzip_bomb_is_refused_without_being_inflated(self, served: ServeProcess) -> None:
+    def test_a_gzip_bomb_is_refused_without_being_inflated(self, served: Server) -> None:
         bomb = zeros_gzip(256 * 1024 * 1024)  # 256 MiB of zeros in about 250 KiB
         assert len(bomb) < 1024 * 1024
         peak_before = peak_memory(served)
@@ -146,9 +136,7 @@ class TestDecodedLimit:
             assert grown < 48 * 1024 * 1024, f"peak memory grew {grown} bytes"
 
     @pytest.mark.parametrize(("size", "status"), [(MAX_BODY, 207), (MAX_BODY + 1, 413)])
-    def test_the_limit_is_on_decoded_bytes(
-        self, served: ServeProcess, size: int, status: int
-    ) -> None:
+    def test_the_limit_is_on_decoded_bytes(self, served: Server, size: int, status: int) -> None:
         # One create whose content is too long for an operation (207, failed), but a body
         # within the limit; one byte more and the request is refused whole (413).
         base = len(orjson.dumps({"operations": [{"type": "create", "data": {"content": ""}}]}))
@@ -162,7 +150,7 @@ class TestDecodedLimit:
             assert_error(response.json(), "PAYLOAD_TOO_LARGE", {"max_bytes": MAX_BODY})
 
 
-def peak_memory(served: ServeProcess) -> int | None:
+def peak_memory(served: Server) -> int | None:
     """The server process's peak resident memory (Linux), in bytes."""
     status = Path(f"/proc/{served.process.pid}/status")
     if not status.exists():
@@ -179,14 +167,14 @@ class TestUnsupportedEncoding:
     before the body is read."""
 
     @pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "gzip, gzip"])
-    def test_is_415_naming_the_encoding(self, served: ServeProcess, encoding: str) -> None:
+    def test_is_415_naming_the_encoding(self, served: Server, encoding: str) -> None:
         response = post(served, b"\x00\x01\x02", encoding)
         assert response.status == 415, response
         assert_error(response.json(), "UNSUPPORTED_MEDIA_TYPE", {"content_encoding": encoding})
         assert REQUEST_ID.fullmatch(response.headers["x-request-id"])
         assert_nothing_logged_as_error(served, response.headers["x-request-id"])
 
-    def test_before_the_body_is_read(self, served: ServeProcess) -> None:
+    def test_before_the_body_is_read(self, served: Server) -> None:
         # 100,000 bytes announced, none sent: the answer cannot have waited for them.
         response = post(served, b"", "br", length=100_000)
         assert response.status == 415

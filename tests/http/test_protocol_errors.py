@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from aiohttp import web
 
 from batchsvc.http.app import create_app
 from batchsvc.http.protocol import EnvelopeRequestHandler, answer_protocol_errors_in_envelope
-from tests.helpers.raw_http import RawResponse, ServeProcess, exchange, request_bytes, serve_process
+from tests.helpers.processes import Server
+from tests.helpers.raw_http import RawResponse, exchange, request_bytes
 from tests.helpers.service import make_config
 from tests.request.test_request_rules import assert_error
 
@@ -89,15 +90,9 @@ def assert_enveloped(response: RawResponse, reason: str) -> str:
     return request_id
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with serve_process(tmp_path_factory.mktemp("protocol")) as process:
-        yield process
-
-
 class TestServe:
     @pytest.mark.parametrize("name", list(REFUSED))
-    def test_refused_in_the_envelope(self, served: ServeProcess, name: str) -> None:
+    def test_refused_in_the_envelope(self, served: Server, name: str) -> None:
         raw, reason = REFUSED[name]
         request_id = assert_enveloped(exchange(served.port, raw), reason)
         logged = served.wait_for_log(lambda line: line.get("request_id") == request_id)
@@ -108,7 +103,7 @@ class TestServe:
         assert "Error handling request" not in served.unstructured_log()
         assert not [line for line in served.log_lines() if line["level"] == "error"]
 
-    def test_still_serves_after_them(self, served: ServeProcess) -> None:
+    def test_still_serves_after_them(self, served: Server) -> None:
         for raw, _ in REFUSED.values():
             exchange(served.port, raw)
         headers = [served.auth(), ("Content-Type", "application/json")]

@@ -13,20 +13,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from attrs import frozen
 
-from tests.helpers.service import free_port, run_cli, wait_until_up
+from tests.helpers.processes import DEFAULTS_CONFIG, Server, serving
 
 #: The documented limits: operations per batch, and characters of content.
 OPERATIONS = 100
@@ -72,36 +66,24 @@ def _largest_batch(options: dict[str, Any] | None = None) -> bytes:
     return json.dumps(body).encode()
 
 
-@frozen
-class Server:
-    base: str
-    key: str
-    process: subprocess.Popen[bytes]
+def status_kb(server: Server, field: str) -> int:
+    """A field of /proc/<pid>/status in kB, such as VmRSS or VmHWM (the peak of VmRSS)."""
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{server.process.pid}/status")
 
-    def status_kb(self, field: str) -> int:
-        """A field of /proc/<pid>/status in kB, such as VmRSS or VmHWM (the peak of VmRSS)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.process.pid}/status")
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the process, all its threads."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(server: Server) -> float:
+    """User and system CPU time of the process, all its threads."""
+    stat = Path(f"/proc/{server.process.pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def batch(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(
-            f"{self.base}/api/v1/batch",
-            data=body,
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as error:
-            return error.code, json.load(error)
+
+def batch(server: Server, body: bytes) -> tuple[int, Any]:
+    """POST a batch already encoded; embedding the largest one takes a while."""
+    return server.call("POST", "/api/v1/batch", server.key, body, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -109,26 +91,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`batchsvc serve` with the defaults (SQLite in the folder, wordllama), for the module."""
     folder = tmp_path_factory.mktemp("serve")
     config = folder / "service.toml"
-    config.write_text(
-        '[auth]\nkeys_file = "state/keys.json"\n[rate_limit]\nbatch_requests = 1000\n',
-        encoding="utf-8",
-    )
-    made = run_cli("keys", "create", "--tenant", "acme", "--config", str(config), cwd=folder)
-    port = free_port()
-    command = [sys.executable, "-m", "batchsvc", "serve", "--config", str(config)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base)
-        yield Server(base, made.stdout.strip(), process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    config.write_text(DEFAULTS_CONFIG, encoding="utf-8")
+    with serving(folder, config, tenant="acme") as served:
+        yield served
 
 
 def _statuses(answer: dict[str, Any]) -> set[tuple[str, str | None]]:
@@ -142,24 +107,24 @@ def test_the_largest_batch_is_embedded_in_bounded_memory_within_the_deadline(
 ) -> None:
     body = _largest_batch()
     assert len(body) <= 10 * 2**20  # inside the body limit, as every other limit
-    before_kb = server.status_kb("VmRSS")
-    status, answer = server.batch(body)
+    before_kb = status_kb(server, "VmRSS")
+    status, answer = batch(server, body)
     # The default deadline is 30 s: an operation not started by then would be skipped.
     assert status == 200, _statuses(answer)
     assert answer["data"]["processed"] == OPERATIONS
-    peak_extra = (server.status_kb("VmHWM") - before_kb) * 1024
+    peak_extra = (status_kb(server, "VmHWM") - before_kb) * 1024
     assert peak_extra <= PEAK_EXTRA_BYTES, f"{peak_extra / 2**20:.0f} MiB at the peak"
 
 
 def test_a_batch_answered_at_its_deadline_stops_embedding(server: Server) -> None:
     # Embedding these texts takes seconds; the batch is answered after 300 ms.
-    status, answer = server.batch(_largest_batch({"timeout": 300}))
+    status, answer = batch(server, _largest_batch({"timeout": 300}))
     assert status == 207
     assert _statuses(answer) == {("skipped", "TIMEOUT")}
     # The embedding may finish the group it is in, then stops: the second after the next one
     # finds the server idle (before the fix it spent a core there, and for 20 s more).
     time.sleep(1.0)
-    start = server.cpu_seconds()
+    start = cpu_seconds(server)
     time.sleep(1.0)
-    used = server.cpu_seconds() - start
+    used = cpu_seconds(server) - start
     assert used < IDLE_CPU_S, f"{used:.2f} s of CPU in a second, after the batch was answered"

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.helpers.service import SQLITE_CONFIG, run_cli, serve_process
+from tests.helpers.processes import make_key, serving, write_config
 
 MEMORIES = 10_000
 #: Few words, so that every query word is held by thousands of memories.
@@ -27,12 +27,6 @@ WORDS = [f"w{n}" for n in range(40)]
 #: The other tenant's writes may wait for the atomic batch, but not for long. Before the fix
 #: they waited for all of it: 5.1 s at this size on 2 cores (0.46 s after).
 MAX_STALL_SECONDS = 2.0
-
-
-def _key(tmp_path: Path, config: Path, tenant: str) -> str:
-    made = run_cli("keys", "create", "--tenant", tenant, "--config", str(config), cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
 
 
 async def _fill(session: aiohttp.ClientSession, base: str, key: str) -> None:
@@ -67,9 +61,8 @@ async def _writes_meanwhile(
 
 
 async def test_an_atomic_batch_of_searches_does_not_stall_other_tenants(tmp_path: Path) -> None:
-    config = tmp_path / "service.toml"
-    config.write_text(SQLITE_CONFIG, encoding="utf-8")
-    big, other = _key(tmp_path, config, "big"), _key(tmp_path, config, "other")
+    config = write_config(tmp_path)
+    big, other = make_key(tmp_path, config, "big"), make_key(tmp_path, config, "other")
     operations: list[dict[str, Any]] = [
         {"type": "create", "data": {"content": "w1 w2 fresh"}},
         {"type": "search", "query": "fresh w1"},
@@ -78,7 +71,8 @@ async def test_an_atomic_batch_of_searches_does_not_stall_other_tenants(tmp_path
         {"type": "search", "query": f"{WORDS[n % 40]} {WORDS[(n * 7) % 40]}"} for n in range(98)
     ]
     timeout = aiohttp.ClientTimeout(total=60)
-    with serve_process(tmp_path, config, "server.log") as (_, base):
+    with serving(tmp_path, config) as server:
+        base = server.base
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await _fill(session, base, big)
             done = asyncio.Event()

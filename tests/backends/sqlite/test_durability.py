@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from attrs import define, field
 
-from tests.helpers.service import SQLITE_CONFIG, run_cli, serve_process
+from tests.helpers.processes import make_key, serving, write_config
 
 WORKERS = 6
 PLAIN_CREATES = 20
@@ -276,15 +276,13 @@ def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
     tmp_path: Path,
 ) -> None:
     """ROUNDS times on one file: start, check everything reported so far, stream, kill -9."""
-    config = tmp_path / "service.toml"
-    config.write_text(SQLITE_CONFIG, encoding="utf-8")
-    made = run_cli("keys", "create", "--tenant", "acme", "--config", str(config), cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
+    config = write_config(tmp_path)
+    key = make_key(tmp_path, config)
 
     records: list[Record] = []
     for round in range(ROUNDS):
-        with serve_process(tmp_path, config, f"round{round}.log") as (process, base):
+        with serving(tmp_path, config, f"round{round}.log") as server:
+            process, base = server.process, server.base
             if records:
                 _verify(base, key, records)
             record = asyncio.run(_stream_and_kill(base, key, process, round))
@@ -296,7 +294,8 @@ def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
         assert record.unknown_requests >= 1, "no request was cut off by the kill"
         assert any(group.outcome == "success" and group.target for group in record.groups)
 
-    with serve_process(tmp_path, config, "last.log") as (process, base):
+    with serving(tmp_path, config, "last.log") as server:
+        process, base = server.process, server.base
         _verify(base, key, records)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
