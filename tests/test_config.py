@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 
 from batchsvc.config import Config, ConfigError, load_config, parse_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.service import SHIPPED_CONFIG
 
 
 class TestShippedConfig:
     """config/default.toml states the built-in defaults."""
 
     def test_default_file_equals_defaults(self) -> None:
-        assert load_config(ROOT / "config" / "default.toml", env={}) == Config()
+        assert load_config(SHIPPED_CONFIG, env={}) == Config()
 
 
 class TestStrictDecoding:

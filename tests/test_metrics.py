@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from attrs import frozen
@@ -20,10 +18,9 @@ from batchsvc.metrics import Metrics
 from batchsvc.storage import CreatesMany
 from batchsvc.testing._base import TENANT, make_memory
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.responses import MISSING
+from tests.helpers.service import Service, ServiceFactory
 
-ServiceFactory = Callable[..., Any]
-MISSING = "mem_0000000000000000"
 CREATE = {"type": "create", "data": {"content": "a memory"}}
 READ_MISSING = {"type": "read", "id": MISSING}
 

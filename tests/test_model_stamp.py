@@ -6,9 +6,7 @@ truncated to 64 (another space, and another size)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from batchsvc.model_stamp import VectorsMismatch, check_vectors, stamp_of
 from batchsvc.models import SearchQuery
 from batchsvc.storage import Vector, unfinished_reembed
 from batchsvc.testing import OTHER, TENANT, make_memory
+from tests.helpers.embedders import loaded_wordllama
 from tests.helpers.service import make_config
 
 TEXTS = [
@@ -38,26 +37,14 @@ TEXTS = [
 ]
 
 
-def entered(embedder: WordLlamaEmbedder) -> WordLlamaEmbedder:
-    # Loaded once for the module; the model holds no loop, so any test's loop may use it.
-    asyncio.run(embedder.__aenter__())
-    return embedder
-
-
 @pytest.fixture(scope="module")
 def wide() -> WordLlamaEmbedder:
-    return entered(WordLlamaEmbedder(256))
+    return loaded_wordllama(256)
 
 
 @pytest.fixture(scope="module")
 def narrow() -> WordLlamaEmbedder:
-    return entered(WordLlamaEmbedder(64))
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    async with SQLiteStore(str(tmp_path / "memories.db")) as opened:
-        yield opened
+    return loaded_wordllama(64)
 
 
 async def fill(store: SQLiteStore, embedder: WordLlamaEmbedder, tenant: str = TENANT) -> list[str]:

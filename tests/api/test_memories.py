@@ -9,11 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.helpers.responses import MEMORY_ID, MISSING, assert_error
 from tests.helpers.service import Service
 
 MEMORIES = "/api/v1/memories"
-MISSING = "mem_0000000000000000"
-MEMORY_ID = re.compile(r"mem_[0-9a-f]{16}")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 MEMORY_FIELDS = {
     "id",
@@ -43,18 +42,6 @@ async def read(service: Service, memory_id: str, key: str | None = None) -> dict
     assert status == 200, body
     memory: dict[str, Any] = body["data"]
     return memory
-
-
-def assert_error(body: Any, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    assert set(body) == {"success", "error"}, body
-    assert body["success"] is False
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if details is not None:
-        assert body["error"]["details"] == details, body
-    found: dict[str, Any] = body["error"]["details"]
-    return found
 
 
 def flatten(pages: list[list[str]]) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator
 from importlib.resources import files
@@ -27,12 +26,11 @@ from batchsvc.api_keys import KeyStore
 from batchsvc.errors import BackendError, ErrorCode
 from batchsvc.http.app import create_app
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service, make_config
+from tests.helpers.responses import MEMORY_ID
+from tests.helpers.service import Service, ServiceFactory, make_config
 
 DOCUMENT_TEXT = files("batchsvc").joinpath("openapi.json").read_text(encoding="utf-8")
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_TEXT)
-MEMORY_ID = re.compile(r"mem_[0-9a-f]{16}")
-ServiceFactory = Callable[..., Any]
 
 # --- reading the document ------------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import frozen
 
-from batchsvc.api_keys import KeyStore
 from batchsvc.http.app import create_app
 from batchsvc.search.lexical import tokenize
 from tests.helpers.retrieval_set import (
@@ -129,8 +128,7 @@ async def _measure(tmp: Path, embedder: str) -> Figures:
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(config)))
     await client.start_server()
     try:
-        store = KeyStore(keys_file)
-        service = Service(client=client, key=store.create("acme")[1], keys=store)
+        service = Service.of(client, keys_file)
         ids = await _load(service)
         figures: Figures = {}
         for mode in MODES:

@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.helpers.responses import MISSING
 from tests.helpers.service import Service
 
 MEMORIES = "/api/v1/memories"
-MISSING = "mem_0000000000000000"
 
 
 def without_id(error: dict[str, Any], memory_id: str) -> dict[str, Any]:

@@ -10,8 +10,6 @@ batch runs one operation at a time.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,23 +22,23 @@ from batchsvc.limits import Limits
 from batchsvc.request.batch_body import decode_batch
 from batchsvc.storage import Vector
 from tests.helpers.batches import (
-    MEM_ID,
-    MISSING,
-    TIMESTAMP,
-    ServiceFactory,
+    BULK_BATCHES,
+    OPTION_SETS,
     comparable,
     create,
     delete,
     ops_of,
     read,
+    same_text,
     search,
-    snapshot,
     statuses,
     stored,
+    stored_as_data,
     update,
 )
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.responses import MISSING
+from tests.helpers.service import Service, ServiceFactory
 
 
 async def bulk_service(service_factory: ServiceFactory, **sections: Any) -> tuple[Service, Any]:
@@ -103,73 +101,17 @@ class TestRuns:
 
 # The same batches with and without bulk creates: equal responses and equal stores. ----------
 
-BATCHES: list[list[Any]] = [
-    [create(f"plain {i}") for i in range(12)],
-    [create("a"), create("b"), read(MISSING), create("c"), create("d")],
-    [create("a"), create("b"), update("$1", content="b2"), create("c"), delete("$0"), read("$0")],
-    [
-        create("a"),
-        create("b"),
-        {"type": "create", "data": {}},
-        create("c"),
-        create("d"),
-        search("c"),
-    ],
-    # Runs of updates and deletes: misses, the same memory twice, a delete then an update.
-    [
-        *(create(c) for c in "abc"),
-        update("$0", content="a2"),
-        update("$1", title="T"),
-        delete("$2"),
-        update("$2", content="x"),
-        read("$1"),
-        update("$0", metadata={"k": 1}),
-        update("$0", tags=["t"]),
-    ],
-    [
-        create("a"),
-        create("b"),
-        update(MISSING, content="m"),
-        delete("$0"),
-        delete(MISSING),
-        update("$1", content="b2"),
-        delete("$1"),
-        read("$1"),
-    ],
-    [
-        create("a"),
-        create("b"),
-        update("$0", title="one"),
-        update("$0", content="two"),
-        delete("$1"),
-        update("$0", tags=["x"]),
-        search("two"),
-    ],
-    # A change's own fault in a run: merged metadata over the limit (16 KB).
-    [
-        create("a", metadata={"big": "x" * 10_000}),
-        create("b"),
-        update("$1", content="b2"),
-        update("$0", metadata={"more": "y" * 10_000}),
-        delete("$1"),
-        update("$0", content="a2"),
-    ],
-]
-OPTIONS = [
-    {"parallel": parallel, "continue_on_error": coe, "atomic": atomic}
-    for parallel, coe, atomic in itertools.product([False, True], repeat=3)
-    if not (atomic and coe)  # refused by the request rules
-]
 
-
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(k for k, v in o.items() if v))
-@pytest.mark.parametrize("batch", range(len(BATCHES)))
+@pytest.mark.parametrize(
+    "options", OPTION_SETS, ids=lambda o: "-".join(k for k, v in o.items() if v)
+)
+@pytest.mark.parametrize("batch", range(len(BULK_BATCHES)))
 async def test_bulk_changes_nothing_but_the_calls(
     service_factory: ServiceFactory, batch: int, options: dict[str, Any]
 ) -> None:
     plain = await service_factory(storage=FaultyStorage())
     bulky, storage = await bulk_service(service_factory)
-    got = [await service.batch(BATCHES[batch], options) for service in (plain, bulky)]
+    got = [await service.batch(BULK_BATCHES[batch], options) for service in (plain, bulky)]
     assert got[0][0] == got[1][0]
     assert same_text(comparable(got[0][1])) == same_text(comparable(got[1][1]))
     assert storage.calls["create_many"] >= 1
@@ -177,24 +119,6 @@ async def test_bulk_changes_nothing_but_the_calls(
     in_order = not options["parallel"] or not options["continue_on_error"]
     assert (storage.calls["change_many"] >= 1) == (batch >= 4 and in_order)
     assert await stored_as_data(plain) == await stored_as_data(bulky)
-
-
-async def stored_as_data(service: Service) -> Any:
-    """Every page of the listing and every memory, as data, ids and times normalised."""
-    pages, memories = await snapshot(service)
-    return same_text(
-        [json.loads(page)["data"] for page in pages]
-        + [json.loads(memories[memory_id])["data"] for memory_id in sorted(memories)]
-    )
-
-
-def same_text(value: Any) -> str:
-    """`value` as JSON text, ids (also those inside messages) numbered by first appearance
-    and timestamps blanked."""
-    seen: dict[str, str] = {}
-    text = json.dumps(value, sort_keys=True)
-    text = MEM_ID.sub(lambda found: seen.setdefault(found[0], f"<id{len(seen)}>"), text)
-    return TIMESTAMP.sub("<time>", text)
 
 
 # A bulk call that fails -----------------------------------------------------------------------

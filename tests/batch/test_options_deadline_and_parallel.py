@@ -14,7 +14,6 @@ from batchsvc.batch.executor import BatchExecutor
 from batchsvc.limits import Limits
 from batchsvc.request.batch_body import decode_batch
 from tests.helpers.batches import (
-    ServiceFactory,
     comparable,
     contents,
     create,
@@ -28,7 +27,7 @@ from tests.helpers.batches import (
     update,
 )
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.service import Service, ServiceFactory
 
 # timeout -------------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tests.helpers.batches import (
-    MISSING,
     codes,
     contents,
     create,
@@ -22,6 +21,7 @@ from tests.helpers.batches import (
     update,
 )
 from tests.helpers.faults import FaultyStorage
+from tests.helpers.responses import MISSING
 from tests.helpers.service import Service
 
 # references ----------------------------------------------------------------------------------

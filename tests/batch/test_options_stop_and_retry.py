@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from tests.helpers.batches import (
-    MISSING,
-    ServiceFactory,
     codes,
     comparable,
     contents,
@@ -28,7 +26,8 @@ from tests.helpers.batches import (
     update,
 )
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.responses import MISSING
+from tests.helpers.service import Service, ServiceFactory
 
 # continue_on_error ---------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ import pytest
 
 from batchsvc.errors import BackendError
 from tests.helpers.batches import (
-    MISSING,
-    ServiceFactory,
     codes,
     comparable,
     contents,
@@ -32,7 +30,8 @@ from tests.helpers.batches import (
     update,
 )
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.responses import MISSING
+from tests.helpers.service import Service, ServiceFactory
 
 # validate_only -------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +21,7 @@ from batchsvc.limits import Limits
 from batchsvc.models import Memory
 from batchsvc.request.batch_body import decode_batch
 from tests.helpers.faults import FaultyStorage
+from tests.helpers.responses import MEMORY_ID, TIMESTAMP
 
 TENANT = "acme"
 VOCAB = ("apple", "river", "stone", "cloud", "ember", "frost")
@@ -31,8 +31,6 @@ SEEDED = {
     "mem_00000000000000a3": "seed ember",
 }
 MISSING = "mem_00000000000000ff"
-MEMORY_ID = re.compile(r"mem_[0-9a-f]{16}")
-TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STORAGE_METHODS = ("create", "get", "update", "delete", "search")
 
 words = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=3).map(" ".join)

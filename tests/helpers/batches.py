@@ -1,24 +1,21 @@
-"""Helpers for the batch option tests: operation builders, and ways to look at results and at
-the store through the API itself (reads, searches, the listing), in a later request."""
+"""Batches for the tests: operation builders, ways to look at results and at the store through
+the API itself (reads, searches, the listing) in a later request, an executor on a fake clock,
+and the batches that the bulk-call tests run with and without bulk calls."""
 
 from __future__ import annotations
 
-import re
+import itertools
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from batchsvc.batch.executor import BatchExecutor
 from batchsvc.limits import Limits
 from batchsvc.request.batch_body import decode_batch
 from tests.helpers.faults import FaultyStorage
+from tests.helpers.responses import MEMORY_ID, MISSING, TIMESTAMP
 from tests.helpers.service import Service
-
-ServiceFactory = Callable[..., Awaitable[Service]]
-MISSING = "mem_0000000000000000"
-MEM_ID = re.compile(r"mem_[0-9a-f]{16}")
-TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
 
 # Operation builders --------------------------------------------------------------------------
 
@@ -69,7 +66,7 @@ def normalised(value: Any) -> Any:
             return {key: walk(v) for key, v in item.items()}
         if isinstance(item, list):
             return [walk(v) for v in item]
-        if isinstance(item, str) and MEM_ID.fullmatch(item):
+        if isinstance(item, str) and MEMORY_ID.fullmatch(item):
             return seen.setdefault(item, f"<id{len(seen)}>")
         if isinstance(item, str) and TIMESTAMP.fullmatch(item):
             return "<time>"
@@ -82,6 +79,24 @@ def comparable(body: dict[str, Any]) -> Any:
     """A batch response without what legitimately differs between two runs."""
     data = {k: v for k, v in body["data"].items() if k not in ("batch_id", "execution_time")}
     return normalised({**body, "data": data})
+
+
+async def stored_as_data(service: Service) -> Any:
+    """Every page of the listing and every memory, as data, ids and times normalised."""
+    pages, memories = await snapshot(service)
+    return same_text(
+        [json.loads(page)["data"] for page in pages]
+        + [json.loads(memories[memory_id])["data"] for memory_id in sorted(memories)]
+    )
+
+
+def same_text(value: Any) -> str:
+    """`value` as JSON text, ids (also those inside messages) numbered by first appearance
+    and timestamps blanked."""
+    seen: dict[str, str] = {}
+    text = json.dumps(value, sort_keys=True)
+    text = MEMORY_ID.sub(lambda found: seen.setdefault(found[0], f"<id{len(seen)}>"), text)
+    return TIMESTAMP.sub("<time>", text)
 
 
 async def snapshot(service: Service, key: str | None = None) -> tuple[list[str], dict[str, str]]:
@@ -162,3 +177,67 @@ def executor_for(
         return ops
 
     return executor, run
+
+
+# Batches for bulk calls -----------------------------------------------------------------------
+
+#: Batches with runs of creates, updates and deletes, for the tests that run each with and
+#: without bulk calls and compare (tests/batch/ and tests/backends/sqlite/test_bulk_calls.py).
+BULK_BATCHES: list[list[Any]] = [
+    [create(f"plain {i}") for i in range(12)],
+    [create("a"), create("b"), read(MISSING), create("c"), create("d")],
+    [create("a"), create("b"), update("$1", content="b2"), create("c"), delete("$0"), read("$0")],
+    [
+        create("a"),
+        create("b"),
+        {"type": "create", "data": {}},
+        create("c"),
+        create("d"),
+        search("c"),
+    ],
+    # Runs of updates and deletes: misses, the same memory twice, a delete then an update.
+    [
+        *(create(c) for c in "abc"),
+        update("$0", content="a2"),
+        update("$1", title="T"),
+        delete("$2"),
+        update("$2", content="x"),
+        read("$1"),
+        update("$0", metadata={"k": 1}),
+        update("$0", tags=["t"]),
+    ],
+    [
+        create("a"),
+        create("b"),
+        update(MISSING, content="m"),
+        delete("$0"),
+        delete(MISSING),
+        update("$1", content="b2"),
+        delete("$1"),
+        read("$1"),
+    ],
+    [
+        create("a"),
+        create("b"),
+        update("$0", title="one"),
+        update("$0", content="two"),
+        delete("$1"),
+        update("$0", tags=["x"]),
+        search("two"),
+    ],
+    # A change's own fault in a run: merged metadata over the limit (16 KB).
+    [
+        create("a", metadata={"big": "x" * 10_000}),
+        create("b"),
+        update("$1", content="b2"),
+        update("$0", metadata={"more": "y" * 10_000}),
+        delete("$1"),
+        update("$0", content="a2"),
+    ],
+]
+#: Every mix of `parallel`, `continue_on_error` and `atomic` that the request rules accept.
+OPTION_SETS = [
+    {"parallel": parallel, "continue_on_error": coe, "atomic": atomic}
+    for parallel, coe, atomic in itertools.product([False, True], repeat=3)
+    if not (atomic and coe)  # refused by the request rules
+]

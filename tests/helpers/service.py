@@ -4,7 +4,7 @@ and a client that knows its key; `batchsvc serve` processes are in `processes`."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -12,6 +12,11 @@ from attrs import define
 
 from batchsvc.api_keys import KeyStore
 from batchsvc.config import Config, parse_config
+from batchsvc.embedding import Embedder
+from batchsvc.storage import Storage
+
+#: The configuration the project ships (config/default.toml).
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "default.toml"
 
 # Generous limits so tests that are not about rate limiting never hit it.
 TEST_RATE_LIMIT = {"batch_requests": 100_000, "other_requests": 100_000, "window_seconds": 60}
@@ -39,6 +44,12 @@ class Service:
     client: TestClient[web.Request, web.Application]
     key: str
     keys: KeyStore
+
+    @classmethod
+    def of(cls, client: TestClient[web.Request, web.Application], keys_file: Path) -> Service:
+        """The service `client` talks to, with a new key for tenant `acme` in `keys_file`."""
+        keys = KeyStore(keys_file)
+        return cls(client=client, key=keys.create("acme")[1], keys=keys)
 
     @property
     def app(self) -> web.Application:
@@ -93,3 +104,13 @@ class Service:
         assert status == 200, body
         memory_id: str = body["data"]["operations"][0]["result"]["id"]
         return memory_id
+
+
+class ServiceFactory(Protocol):
+    """The `service_factory` fixture (tests/conftest.py): starts a service on a real socket.
+    Keyword arguments other than `storage` and `embedder` are config sections, merged into
+    `make_config`'s (`limits={"max_body_bytes": 1000}`)."""
+
+    async def __call__(
+        self, storage: Storage | None = None, embedder: Embedder | None = None, **sections: Any
+    ) -> Service: ...

@@ -6,7 +6,6 @@ body, and a compression bomb is never inflated into memory."""
 from __future__ import annotations
 
 import gzip
-import re
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -24,12 +23,11 @@ from batchsvc.http.encoding import (
 )
 from tests.helpers.processes import Server
 from tests.helpers.raw_http import exchange, request_bytes
+from tests.helpers.responses import REQUEST_ID, assert_error
 from tests.helpers.service import Service
-from tests.request.test_request_rules import assert_error
 
 MAX_BODY = 10 * 1024 * 1024  # the default limit, which the served process keeps
 ONE_CREATE = orjson.dumps({"operations": [{"type": "create", "data": {"content": "packed"}}]})
-REQUEST_ID = re.compile(r"req_[0-9a-f]{16}")
 
 
 def raw_deflate(data: bytes) -> bytes:

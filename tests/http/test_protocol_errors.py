@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ from batchsvc.http.app import create_app
 from batchsvc.http.protocol import EnvelopeRequestHandler, answer_protocol_errors_in_envelope
 from tests.helpers.processes import Server
 from tests.helpers.raw_http import RawResponse, exchange, request_bytes
+from tests.helpers.responses import REQUEST_ID, assert_error
 from tests.helpers.service import make_config
-from tests.request.test_request_rules import assert_error
 
-REQUEST_ID = re.compile(r"req_[0-9a-f]{16}")
 LONG = "a" * 9000  # past aiohttp's 8190-byte line and field limits
 BODY = b'{"operations": [{"type": "create", "data": {"content": "x"}}]}'
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -14,30 +14,12 @@ import pytest
 from aiohttp import ClientResponse
 
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
-
-ServiceFactory = Callable[..., Awaitable[Service]]
+from tests.helpers.responses import MISSING, assert_error
+from tests.helpers.service import Service, ServiceFactory
 
 BATCH = "/api/v1/batch"
 ONE_CREATE = {"operations": [{"type": "create", "data": {"content": "hello"}}]}
 SMALL_LIMIT = 1000
-
-
-def assert_error(body: Any, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The spec's error envelope, exactly: `{success: false, error: {code, message, details}}`.
-
-    Returns `details`; when `details` is given it must match exactly."""
-    assert set(body) == {"success", "error"}, body
-    assert body["success"] is False
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if details is not None:
-        assert error["details"] == details, error
-    found: dict[str, Any] = error["details"]
-    return found
 
 
 async def post_raw(
@@ -722,9 +704,6 @@ def assert_counts_add_up(data: dict[str, Any]) -> None:
         data["processed"] + data["failed"] + data["skipped"] + data.get("rolled_back", 0)
         == data["total"]
     )
-
-
-MISSING = "mem_0000000000000000"
 
 
 class TestBatchStatus:

@@ -15,9 +15,8 @@ from batchsvc_backends.sqlite.store import SQLiteStore
 from batchsvc.batch import attempts as dispatch
 from batchsvc.search.lexical import tokenize
 from batchsvc.storage import Vector
-from tests.conftest import ServiceFactory
 from tests.helpers.faults import FaultyStorage
-from tests.helpers.service import Service
+from tests.helpers.service import Service, ServiceFactory
 
 CORPUS = [
     "The invoice was paid late because the bank transfer failed",

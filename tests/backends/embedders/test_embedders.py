@@ -28,9 +28,7 @@ from batchsvc.config import ConfigError, load_config
 from batchsvc.embedding import Embedder
 from batchsvc.http.app import create_app
 from batchsvc.plugins import installed_embedders, load_embedder
-from tests.helpers.service import make_config
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.helpers.service import SHIPPED_CONFIG, make_config
 
 #: Every shipped embedder and the dimensions of its vectors with default options.
 EMBEDDERS = {"minilm": 384, "wordllama": 256}
@@ -323,7 +321,7 @@ class TestEmbedderConfig:
 
     def test_the_default_is_wordllama(self, tmp_path: Path) -> None:
         assert load_config(env={}).embedder.name == "wordllama"
-        default = load_config(ROOT / "config" / "default.toml", env={})
+        default = load_config(SHIPPED_CONFIG, env={})
         assert (default.embedder.name, default.embedder.options) == ("wordllama", {})
 
     def test_none_means_no_embedder(self) -> None:

@@ -2,29 +2,36 @@
 `change_many` give equal responses and equal files, and the live search indexes equal a fresh
 load of the file, also when SQLite itself fails inside a bulk call (a trigger raises).
 
-The embedder is the real wordllama, loaded once for the module; the batches are those of
-tests/batch/test_bulk_calls.py, plus one with vectors, a deleted target and the trigger's
-victim."""
+The embedder is the real wordllama, loaded once for the module; the batches are
+`tests.helpers.batches.BULK_BATCHES`, which tests/batch/test_bulk_calls.py runs on the
+in-memory backend, plus one with vectors, a deleted target and the trigger's victim."""
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
-from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 from batchsvc_backends.sqlite.store import SQLiteStore
 
 from batchsvc.batch import state as run_state
 from batchsvc.models import MemoryPatch, SearchQuery
 from batchsvc.storage import PlannedDelete, PlannedUpdate
 from batchsvc.testing import LATER, make_memory
-from tests.batch.test_bulk_calls import BATCHES, same_text, stored_as_data
-from tests.helpers.batches import ServiceFactory, comparable, create, delete, search, update
+from tests.helpers.batches import (
+    BULK_BATCHES,
+    OPTION_SETS,
+    comparable,
+    create,
+    delete,
+    same_text,
+    search,
+    stored_as_data,
+    update,
+)
+from tests.helpers.embedders import KeptEmbedder, loaded_wordllama
+from tests.helpers.service import ServiceFactory
 
 WITH_VECTORS = [
     create("the walrus sleeps", title="Animals"),
@@ -40,33 +47,13 @@ WITH_VECTORS = [
     update("$1", content="after boom"),
     search("walrus"),
 ]
-OPTIONS = [
-    {"parallel": parallel, "continue_on_error": coe, "atomic": atomic}
-    for parallel, coe, atomic in itertools.product([False, True], repeat=3)
-    if not (atomic and coe)
-]
 QUERIES = ["walrus", "wheat", "b2", "a2", "two", "after", "boom", "rye", "plain", "x"]
 
 
-class KeptEmbedder(WordLlamaEmbedder):
-    """Loaded once for the module: the apps' exits leave it loaded."""
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
 @pytest.fixture(scope="module")
-def embedder() -> Iterator[KeptEmbedder]:
-    import asyncio
-
-    kept = KeptEmbedder()
-    asyncio.run(kept.__aenter__())
-    yield kept
+def embedder() -> KeptEmbedder:
+    """Loaded once for the module: the apps' exits leave it loaded."""
+    return loaded_wordllama()
 
 
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,11 +81,17 @@ async def indexes_match_the_file(store: SQLiteStore, path: Path, embedder: KeptE
                 assert [s for _, s in live] == pytest.approx([s for _, s in loaded], abs=1e-6)
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(k for k, v in o.items() if v))
+@pytest.mark.parametrize(
+    "options", OPTION_SETS, ids=lambda o: "-".join(k for k, v in o.items() if v)
+)
 @pytest.mark.parametrize(
     ("batch", "trigger"),
-    [*((i, False) for i in range(len(BATCHES))), (len(BATCHES), False), (len(BATCHES), True)],
-    ids=[*(str(i) for i in range(len(BATCHES))), "vectors", "vectors-sqlite-fails"],
+    [
+        *((i, False) for i in range(len(BULK_BATCHES))),
+        (len(BULK_BATCHES), False),
+        (len(BULK_BATCHES), True),
+    ],
+    ids=[*(str(i) for i in range(len(BULK_BATCHES))), "vectors", "vectors-sqlite-fails"],
 )
 async def test_sqlite_gives_the_results_of_one_by_one(
     service_factory: ServiceFactory,
@@ -109,7 +102,7 @@ async def test_sqlite_gives_the_results_of_one_by_one(
     trigger: bool,
     options: dict[str, Any],
 ) -> None:
-    operations = [*BATCHES, WITH_VECTORS][batch]
+    operations = [*BULK_BATCHES, WITH_VECTORS][batch]
     got = []
     for bulk in (False, True):
         if bulk:

@@ -13,7 +13,7 @@ import math
 import sqlite3
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,21 +31,7 @@ from batchsvc.models import Memory, MemoryPatch, SearchQuery
 from batchsvc.storage import PlannedDelete, PlannedUpdate, Storage
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import X, Y, unit
-
-
-def open_store(path: Path) -> SQLiteStore:
-    return SQLiteStore.from_options({"path": str(path)})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "memories.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[SQLiteStore]:
-    async with open_store(db) as opened:
-        yield opened
+from tests.helpers.sqlite import hold_the_loop, open_store
 
 
 def wal_commits(db: Path) -> int:
@@ -75,12 +61,6 @@ def wal_kept(db: Path) -> Iterator[None]:
         yield
     finally:
         conn.close()
-
-
-def hold(seconds: float) -> None:
-    """Hold the event loop (not sleep in it) while SQLite's thread runs: time.sleep releases
-    the GIL, so the thread runs at full speed meanwhile."""
-    time.sleep(seconds)
 
 
 def too_big() -> MemoryPatch:
@@ -413,7 +393,7 @@ class TestCancellation:
                 await asyncio.sleep(0)  # every call has started, and is queued
                 for _ in range(ticks):
                     await asyncio.sleep(0)
-                    hold(step)
+                    hold_the_loop(step)
                 hit = sum(task.cancel() for task in tasks[ticks % 2 :: 2])
                 outcomes = await asyncio.gather(*tasks, return_exceptions=True)
                 assert await asyncio.gather(*ahead) == [None] * 8

@@ -21,6 +21,7 @@ from batchsvc_backends.sqlite.store import SQLiteStore
 from batchsvc.models import Memory, MemoryPatch, SearchQuery
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import X, unit
+from tests.helpers.sqlite import Boom, open_store
 
 WORDS = [f"w{n}" for n in range(60)]
 #: Big enough that a load takes a good fraction of a second even on a fast machine.
@@ -28,15 +29,6 @@ BIG = 50_000
 #: The other tenant's slowest write, as a fraction of the load's duration. Before the fix it
 #: waited for the whole load (a ratio near 1).
 MAX_STALL_RATIO = 0.3
-
-
-def open_store(path: Path) -> SQLiteStore:
-    return SQLiteStore.from_options({"path": str(path)})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "memories.db"
 
 
 def random_vector(rng: random.Random) -> tuple[float, ...]:
@@ -86,10 +78,6 @@ class TestNoStall:
         )
         assert max(writes) < MAX_STALL_RATIO * load
         assert max(reads) < MAX_STALL_RATIO * load
-
-
-class Boom(Exception):
-    """Raised inside a transaction to roll it back."""
 
 
 class SlowLoads:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from batchsvc_backends.sqlite.store import SQLiteStore
 
-from tests.conftest import ServiceFactory
 from tests.helpers.faults import FaultyStorage
 from tests.helpers.processes import Server, make_key, serving, write_config
+from tests.helpers.service import ServiceFactory
 
 
 def wait_for_status(server: Server, status: int, seconds: float = 10) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +21,8 @@ from batchsvc.models import Memory, MemoryPatch, SearchQuery
 from batchsvc.plugins import load_backend
 from batchsvc.storage import Storage
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
-from tests.conftest import ServiceFactory
-
-
-class Boom(Exception):
-    """Raised inside a transaction to roll it back."""
-
-
-def open_store(path: Path) -> SQLiteStore:
-    return SQLiteStore.from_options({"path": str(path)})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "memories.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[SQLiteStore]:
-    async with open_store(db) as opened:
-        yield opened
-
-
-def spin(seconds: float) -> None:
-    """Hold the event loop (not sleep in it) while SQLite's thread runs. time.sleep releases the
-    GIL, so the thread runs at full speed; a busy loop would starve it of the GIL."""
-    time.sleep(seconds)
+from tests.helpers.service import ServiceFactory
+from tests.helpers.sqlite import Boom, hold_the_loop, open_store
 
 
 def dump(path: Path) -> list[Any]:
@@ -303,7 +278,7 @@ class TestCancellation:
         task = asyncio.ensure_future(call)
         for _ in range(ticks):
             await asyncio.sleep(0)
-            spin(self.step)
+            hold_the_loop(self.step)
         cancelled_in_flight = task.cancel()
         try:
             await task

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,9 @@ from batchsvc.search.vectors import PARALLEL_ROWS, VectorIndex, row_cosines
 from batchsvc.storage import MemoryOps, Storage, Vector
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
+from tests.helpers.sqlite import Boom, open_store
 
 WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
-
-
-class Boom(Exception):
-    """Raised inside a transaction to roll it back."""
-
-
-def open_store(path: Path) -> SQLiteStore:
-    return SQLiteStore.from_options({"path": str(path)})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "memories.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[SQLiteStore]:
-    async with open_store(db) as opened:
-        yield opened
 
 
 def ids(hits: list[SearchHit]) -> list[str]:
