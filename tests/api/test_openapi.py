@@ -126,7 +126,9 @@ class TestDocument:
             for method, operation in item.items():
                 if method == "parameters":
                     continue
-                places = [("responses", status) for status in operation["responses"]]
+                places: list[tuple[str, ...]] = [
+                    ("responses", status) for status in operation["responses"]
+                ]
                 if "requestBody" in operation:
                     places.append(("requestBody",))
                 for place in places:

@@ -40,9 +40,9 @@ from tests.helpers.retrieval_set import (
     TITLES,
     text,
 )
+from tests.helpers.search import MODES
 from tests.helpers.service import Service, make_config
 
-MODES = ("lexical", "semantic", "hybrid")
 TOP = 5
 #: Searches per batch: the spec's limit of operations per batch is 100.
 CHUNK = 100

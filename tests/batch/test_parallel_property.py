@@ -59,7 +59,7 @@ def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
             operations.append({"type": "search", "query": draw(words), "options": options})
         else:
             targets = [f"${i}" for i in creates] + [*SEEDED, MISSING]
-            operation = {"type": kind, "id": draw(st.sampled_from(targets))}
+            operation: dict[str, Any] = {"type": kind, "id": draw(st.sampled_from(targets))}
             if kind == "update":
                 operation["data"] = draw(update_data)
             operations.append(operation)

@@ -6,6 +6,6 @@
 - responses: the error envelope (`assert_error`), and the shapes of ids and times.
 - batches: operation builders, ways to read results back, the bulk-call batches.
 - faults: `FaultyStorage`, a real in-memory store that fails, stalls and counts on cue.
-- sqlite, embedders: small tools for the SQLite and embedder tests.
+- sqlite, embedders, search: small tools for the backend, embedder and search tests.
 - retrieval_set: the memories and queries of the retrieval-quality test.
 """

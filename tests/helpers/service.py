@@ -53,7 +53,7 @@ class Service:
 
     @property
     def app(self) -> web.Application:
-        return self.client.app  # type: ignore[return-value]
+        return self.client.app
 
     def new_key(self, tenant: str) -> str:
         return self.keys.create(tenant)[1]

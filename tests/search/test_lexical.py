@@ -122,7 +122,8 @@ def test_any_write_sequence_matches_a_fresh_build(
     writes: list[tuple[str, str | None]], query: str
 ) -> None:
     """After any adds and removes, scores equal those of an index built from the survivors."""
-    index, final = LexicalIndex(), {}
+    index = LexicalIndex()
+    final: dict[str, str] = {}
     for doc_id, text in writes:
         if text is None:
             index.remove(doc_id)

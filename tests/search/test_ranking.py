@@ -8,11 +8,12 @@ import random
 import numpy as np
 import pytest
 
-from batchsvc.models import SearchQuery
+from batchsvc.models import SearchMode, SearchQuery
 from batchsvc.search import lexical as lexical_module
 from batchsvc.search.lexical import LexicalIndex
 from batchsvc.search.ranking import FIRST_ROUND, ranked
 from batchsvc.search.vectors import VectorIndex, fuse_one
+from tests.helpers.search import MODES
 
 WORDS = [f"w{n}" for n in range(60)]
 DIMS = 8
@@ -38,7 +39,7 @@ def _corpus(seed: int, size: int) -> tuple[LexicalIndex, VectorIndex, dict[str, 
     return lexical, vectors, texts
 
 
-def _query(mode: str, text: str, seed: int) -> SearchQuery:
+def _query(mode: SearchMode, text: str, seed: int) -> SearchQuery:
     rng = random.Random(seed)
     vector = np.array([rng.gauss(0, 1) for _ in range(DIMS)])
     return SearchQuery(
@@ -62,9 +63,9 @@ def _reference(query: SearchQuery, lexical: LexicalIndex, vectors: VectorIndex) 
     }
 
 
-@pytest.mark.parametrize("mode", ["lexical", "semantic", "hybrid"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", ["w0", "w0 w1 w2", "w58 w0", "w59", "nothing"])
-def test_the_whole_stream_is_every_candidate_in_score_order(mode: str, text: str) -> None:
+def test_the_whole_stream_is_every_candidate_in_score_order(mode: SearchMode, text: str) -> None:
     lexical, vectors, _ = _corpus(seed=3, size=3000)
     query = _query(mode, text, seed=len(text))
     stream = list(ranked(query, lexical, vectors))

@@ -341,7 +341,9 @@ class TestCancellation:
         await store.create(TENANT, target)
         queued = [make_memory(f"queued {i}") for i in range(10)]
         async with store.transaction(TENANT) as tx:  # holds the writer: the writes must wait
-            tasks = [asyncio.ensure_future(store.create(TENANT, m)) for m in queued]
+            tasks: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(store.create(TENANT, m)) for m in queued
+            ]
             tasks.append(asyncio.ensure_future(store.delete(TENANT, target.id)))
             for _ in range(5):
                 await asyncio.sleep(0)

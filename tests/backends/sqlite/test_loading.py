@@ -21,6 +21,7 @@ from batchsvc_backends.sqlite.store import SQLiteStore
 from batchsvc.models import Memory, MemoryPatch, SearchQuery
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import X, unit
+from tests.helpers.search import MODES
 from tests.helpers.sqlite import Boom, open_store
 
 WORDS = [f"w{n}" for n in range(60)]
@@ -151,7 +152,7 @@ async def random_transaction(
 def probes(rng: random.Random) -> list[SearchQuery]:
     return [
         SearchQuery(" ".join(rng.sample(WORDS, 2)), mode=mode, vector=random_vector(rng), limit=50)
-        for mode in ("lexical", "semantic", "hybrid")
+        for mode in MODES
         for _ in range(5)
     ]
 

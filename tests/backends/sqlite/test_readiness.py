@@ -156,7 +156,7 @@ def probed_at(path: Path) -> str:
 
 def sqlite_error(message: str, code: int) -> sqlite3.Error:
     error = sqlite3.DatabaseError(message)
-    error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    error.sqlite_errorcode = code
     return error
 
 

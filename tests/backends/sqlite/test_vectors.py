@@ -20,10 +20,12 @@ from batchsvc_backends.sqlite.store import SQLiteStore
 from batchsvc.errors import BackendError
 from batchsvc.filters import parse_filter
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
+from batchsvc.search import ranking
 from batchsvc.search.vectors import PARALLEL_ROWS, VectorIndex, row_cosines
 from batchsvc.storage import MemoryOps, Storage, Vector
 from batchsvc.testing import LATER, OTHER, TENANT, make_memory
 from batchsvc.testing.conformance_vectors import NEAR_X, X, Y, Z, unit
+from tests.helpers.search import MODES
 from tests.helpers.sqlite import Boom, open_store
 
 WORDS = ["walrus", "ivory", "colony", "penguin", "ice", "floe", "krill", "seal", "harbour", "tide"]
@@ -174,7 +176,7 @@ class TestIndexFollowsCommits:
                     vector=unit(*(rng.uniform(-1, 1) for _ in range(4))),
                     limit=100,
                 )
-                for mode in ("lexical", "semantic", "hybrid")
+                for mode in MODES
                 for _ in range(4)
             ]
             live = [await store.search(TENANT, probe) for probe in probes]
@@ -213,8 +215,11 @@ class TestStagedScoresAreExact:
             committed.add(f"base{i}", v)
         staged: dict[str, Vector | None] = {f"new{i}": vector() for i in range(37)}
         staged["base3"], staged["base4"] = vector(), None  # one replaced, one gone
-        for memory_id, v in staged.items():
-            committed.remove(memory_id) if v is None else committed.add(memory_id, v)
+        for memory_id, staged_vector in staged.items():
+            if staged_vector is None:
+                committed.remove(memory_id)
+            else:
+                committed.add(memory_id, staged_vector)
         view = sqlite_search.StagedVectors(base, staged)
         for _ in range(20):
             query = vector()
@@ -261,7 +266,7 @@ class TestSameRankingAsMemory:
             queries = [
                 SearchQuery(text, mode=mode, vector=vector, limit=limit, **extra)
                 for text in ("walrus", "krill seal tide", "arctic ice")
-                for mode in ("lexical", "semantic", "hybrid")
+                for mode in MODES
                 for vector in (X, NEAR_X, unit(0.1, 0.2, 0.9, 0.3))
                 for limit, extra in (
                     (100, {}),
@@ -304,7 +309,7 @@ class TestSearchDuringWrites:
             await store.create(TENANT, memory)
         last = memories[-1]  # the lowest score: fetched in a late chunk
         query = SearchQuery("walrus", mode="lexical", limit=150)
-        select = sqlite_search.select_fetching
+        select = ranking.select_fetching  # what the SQLite search calls
 
         async def with_a_write(query: SearchQuery, candidates: Any, fetch: Any) -> Any:
             async def fetch_after_a_write(ids: list[str]) -> Any:
