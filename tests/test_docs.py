@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 
 from batchsvc import embedding, search, storage, testing
+from tests.helpers.repository import ROOT
 
 #: The checkout: the nearest folder above this file with a pyproject.toml (tests may move).
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 #: Copies of documents written outside the repository: their words are not ours to change.
 VERBATIM = {ROOT / "docs" / "spec" / name for name in ("API.md", "DESIGN.md", "FACTS.md")} | {
     ROOT / "docs" / "spec" / "batch-operations-api.md"

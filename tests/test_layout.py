@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.repository import ROOT
+
 MAX_LINES = 400
 #: What only a backend or an embedder may import.
 BACKEND_ONLY = (

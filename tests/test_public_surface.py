@@ -21,16 +21,15 @@ import types
 import typing
 from collections.abc import Iterator
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batchsvc import embedding, search, storage
 from batchsvc.plugins import BACKEND_GROUP, EMBEDDER_GROUP
+from tests.helpers.repository import ROOT
 
 #: The checkout: the nearest folder above this file with a pyproject.toml (tests may move).
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 PUBLIC = ("batchsvc.storage", "batchsvc.embedding", "batchsvc.search", "batchsvc.testing")
 TOOLKIT = ("batchsvc.search.lexical", "batchsvc.search.vectors", "batchsvc.search.ranking")
 #: A signature may use these modules' names without its contract re-exporting them.

@@ -13,12 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 from batchsvc_backends.memory import MemoryStore, _TenantLocked
-from faults import FaultyStorage
 
 from batchsvc import storage
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
-from batchsvc.storage import ChangesMany, CreatesMany, MemoryOps, Storage
+from batchsvc.storage import ChangesMany, CreatesMany, DurableVectors, MemoryOps, Storage
 from batchsvc.storage_proxy import (
     NOT_FORWARDED,
     OpsProxy,
@@ -26,6 +25,7 @@ from batchsvc.storage_proxy import (
     contract_methods,
     forwarded_methods,
 )
+from tests.helpers.faults import FaultyStorage
 
 T = TypeVar("T")
 TENANT = "acme"
@@ -131,7 +131,8 @@ async def assert_forwards(
 ALL_PROTOCOLS = tuple(forwarded_methods(StorageProxy))
 OPS_ONLY = forwarded_methods(OpsProxy)
 
-WRAPPERS: dict[str, Callable[[Recorder], Any]] = {
+#: Each wrapper around a `Recorder`, which has the contract's methods only at run time.
+WRAPPERS: dict[str, Callable[[Any], Any]] = {
     "the base": lambda inner: spied(StorageProxy)(inner),
     "metrics timing": lambda inner: spied(MeteredStorage)(inner, Metrics()),
     "fault injection": lambda inner: spied(FaultyStorage)(inner, bulk=True),
@@ -193,20 +194,26 @@ async def test_an_optional_protocol_only_where_the_backend_has_it(
 
 
 async def test_the_wrappers_do_their_own_work_in_the_hook() -> None:
-    inner, metrics = Recorder(ALL_PROTOCOLS), Metrics()
+    inner: Any = Recorder(ALL_PROTOCOLS)
+    metrics = Metrics()
     async with MeteredStorage(inner, metrics) as metered:
+        assert isinstance(metered, DurableVectors)
         await metered.vector_sizes()
         async with metered.transaction(TENANT) as tx:
+            assert isinstance(tx, ChangesMany)
             await tx.get_many(TENANT, ["x"])
     exposition = metrics.exposition().decode()
     for method in ("vector_sizes", "get_many"):
         assert f'method="{method}",outcome="ok"' in exposition
     assert 'method="transaction"' not in exposition  # a wait for a lock, not timed
 
-    faulty = FaultyStorage(Recorder(ALL_PROTOCOLS), bulk=True)  # type: ignore[arg-type]
+    recorder: Any = Recorder(ALL_PROTOCOLS)
+    faulty = FaultyStorage(recorder, bulk=True)
     async with faulty:
+        assert isinstance(faulty, DurableVectors)
         await faulty.vector_sizes()
         async with faulty.transaction(TENANT) as tx:
+            assert isinstance(tx, CreatesMany)
             await tx.create_many(TENANT, [])
     assert (faulty.calls["vector_sizes"], faulty.calls["create_many"]) == (1, 1)
     assert faulty.calls["transaction"] == 1
@@ -214,7 +221,7 @@ async def test_the_wrappers_do_their_own_work_in_the_hook() -> None:
 
 async def test_the_memory_backend_holds_the_tenants_lock_in_every_operation() -> None:
     lock = asyncio.Lock()
-    inner = Recorder(OPS_PROTOCOLS, probe=lock.locked)
+    inner: Any = Recorder(OPS_PROTOCOLS, probe=lock.locked)
     locked = spied(_TenantLocked)(inner, lambda tenant: lock)
     await assert_forwards(locked, inner, OPS_ONLY)
     assert [held for _, _, held in inner.calls] == [True] * len(inner.calls)

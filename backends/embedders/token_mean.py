@@ -13,7 +13,8 @@ and slices, so an abandoned call ends within one of them.
 The vectors are bit for bit those of `WordLlamaInference.embed`: numpy sums a float32 array
 over its first axis row after row, as it sums wordllama's padded array over its token axis
 (where padding adds exact zeros); and a slice after the first starts from the running sum, so
-a long text is summed in the same order too (tests/test_embedder.py compares them).
+a long text is summed in the same order too (tests/backends/embedders/test_embedders.py
+compares them).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ only this one, relies on aiohttp internals:
 - `web.Server.__call__`, `_loop`, `_kwargs`: the server builds each connection's handler;
 - `RequestHandler.handle_error(request, status, exc, message)`, overridden here.
 
-tests/test_protocol_errors.py checks each of them, and fails loudly if aiohttp changes them.
+tests/http/test_protocol_errors.py checks each of them, and fails loudly if aiohttp changes them.
 """
 
 from __future__ import annotations
