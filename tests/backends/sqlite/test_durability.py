@@ -246,23 +246,7 @@ def _verify(base: str, key: str, records: list[Record]) -> None:
 
         # Every atomic batch is whole or absent, its update included, answered or not.
         for group in record.groups:
-            members = by_tag.get(group.tag, [])
-            assert len(members) in (0, GROUP_SIZE), (group.tag, group.outcome, len(members))
-            applied = len(members) == GROUP_SIZE
-            if group.outcome == "success":
-                assert applied, group.tag
-                assert sorted(m["id"] for m in members) == sorted(group.ids)
-            elif group.outcome == "failed":
-                assert not applied, group.tag
-            if applied:
-                assert sorted(m["content"] for m in members) == sorted(group.contents)
-            if group.target is not None:
-                target = stored[group.target]
-                want = group.target_after if applied else group.target_before
-                assert target["content"] == want, (group.tag, group.outcome, target)
-                assert target["version"] == (2 if applied else 1), (group.tag, target)
-                if group.version is not None:
-                    assert target["version"] == group.version
+            _verify_group(group, by_tag.get(group.tag, []), stored)
 
     # The single-memory endpoint agrees with the listing.
     updated = next(g for g in records[-1].groups if g.outcome == "success" and g.target)
@@ -270,6 +254,29 @@ def _verify(base: str, key: str, records: list[Record]) -> None:
     assert _get(base, key, updated.target)["content"] == updated.target_after
     last = next(reversed(records[-1].created))
     assert _get(base, key, last)["content"] == records[-1].created[last]
+
+
+def _verify_group(
+    group: Group, members: list[dict[str, Any]], stored: dict[str, dict[str, Any]]
+) -> None:
+    """One atomic batch is whole or absent (`members`: the stored memories of its tag), its
+    update included, and as its answer said when it got one."""
+    assert len(members) in (0, GROUP_SIZE), (group.tag, group.outcome, len(members))
+    applied = len(members) == GROUP_SIZE
+    if group.outcome == "success":
+        assert applied, group.tag
+        assert sorted(m["id"] for m in members) == sorted(group.ids)
+    elif group.outcome == "failed":
+        assert not applied, group.tag
+    if applied:
+        assert sorted(m["content"] for m in members) == sorted(group.contents)
+    if group.target is not None:
+        target = stored[group.target]
+        want = group.target_after if applied else group.target_before
+        assert target["content"] == want, (group.tag, group.outcome, target)
+        assert target["version"] == (2 if applied else 1), (group.tag, target)
+        if group.version is not None:
+            assert target["version"] == group.version
 
 
 def test_kill_9_mid_stream_loses_nothing_reported_and_splits_no_atomic_batch(
