@@ -18,7 +18,7 @@ from batchsvc.embedding import embedding_text
 from batchsvc.filters import matches
 from batchsvc.models import Memory, MemoryPatch, SearchHit, SearchQuery
 from batchsvc.paging import cut_page, read_cursor
-from batchsvc.plugin_options import read_options
+from batchsvc.plugins.options import read_options
 from batchsvc.search.lexical import LexicalIndex
 from batchsvc.search.ranking import ranked, select
 from batchsvc.search.vectors import VectorIndex, refuse_other_sizes

@@ -71,7 +71,7 @@ def _reembed(config: Config) -> int:
     from batchsvc.errors import BackendError, EmbeddingFailed
     from batchsvc.model_stamp import stamp_of
     from batchsvc.plugins import load_backend, load_embedder
-    from batchsvc.starting import started
+    from batchsvc.plugins.starting import started
     from batchsvc.storage import DurableVectors, Vector
 
     configure_logging(config.logging.level, config.logging.json)

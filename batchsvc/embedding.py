@@ -43,7 +43,7 @@ class Embedder(Protocol):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
         """Build the embedder from its config table; raise ValueError naming a bad option
-        (`batchsvc.plugin_options.read_options` checks a table, in the service's words).
+        (`batchsvc.plugins.options.read_options` checks a table, in the service's words).
 
         Cheap and synchronous: loading the model waits for `__aenter__`."""
 

@@ -147,7 +147,7 @@ class ConfigError(Exception):
 
 class OptionError(ValueError):
     """A plugin option that cannot be used: `option` is its name in the plugin's options table,
-    `problem` what is wrong with it. Raised by `batchsvc.plugin_options.read_options`; the
+    `problem` what is wrong with it. Raised by `batchsvc.plugins.options.read_options`; the
     service reports it with the option's path in the config file, as for every config error:
     `$.storage.options.busy_timeout_ms: must be at least 0, got -1`. A ValueError, which is what
     the plugin contracts ask `from_options` to raise (any ValueError is reported, without the

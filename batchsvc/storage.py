@@ -269,7 +269,7 @@ class Storage(MemoryOps, Protocol):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
         """Build the backend from its config table; raise ValueError naming a bad option
-        (`batchsvc.plugin_options.read_options` checks a table, in the service's words)."""
+        (`batchsvc.plugins.options.read_options` checks a table, in the service's words)."""
 
     async def __aenter__(self) -> Self:
         """Open connections, create or migrate the schema."""

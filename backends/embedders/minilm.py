@@ -29,7 +29,7 @@ import numpy as np
 from attrs import frozen
 
 from batchsvc.errors import ConfigError
-from batchsvc.plugin_options import Option, read_options
+from batchsvc.plugins.options import Option, read_options
 from batchsvc.storage import Vector
 
 from .threaded import Stop, ThreadedEmbedder, text_groups, unit_rows

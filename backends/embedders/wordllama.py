@@ -25,7 +25,7 @@ import numpy as np
 import wordllama
 from wordllama import WordLlama
 
-from batchsvc.plugin_options import Option, read_options
+from batchsvc.plugins.options import Option, read_options
 from batchsvc.storage import Vector
 
 from .threaded import Stop, ThreadedEmbedder, unit_rows

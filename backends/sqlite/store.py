@@ -37,7 +37,7 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from batchsvc.errors import BackendError, CorruptBackendError
-from batchsvc.plugin_options import Option, read_options
+from batchsvc.plugins.options import Option, read_options
 from batchsvc.search.ranking import LexicalScores, VectorScores
 from batchsvc.storage import EmbedTexts, MemoryOps, Readiness, Vector
 

@@ -35,8 +35,8 @@ from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
 from batchsvc.model_stamp import check_vectors
 from batchsvc.plugins import load_backend, load_embedder
+from batchsvc.plugins.starting import started
 from batchsvc.ratelimit import InProcessRateLimiter, Policy, RateLimiter
-from batchsvc.starting import started
 from batchsvc.storage import Storage
 
 

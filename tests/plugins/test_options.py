@@ -1,5 +1,5 @@
 """Plugin options: every backend and embedder refuses a bad option in one style, the config
-file's own (`$.<table>.options.<option>: <problem>`), through `batchsvc.plugin_options`."""
+file's own (`$.<table>.options.<option>: <problem>`), through `batchsvc.plugins.options`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from batchsvc.errors import ConfigError, OptionError
-from batchsvc.plugin_options import Option, read_options
 from batchsvc.plugins import load_backend, load_embedder
+from batchsvc.plugins.options import Option, read_options
 
 KNOWN = {
     "path": Option(str, "x.db", empty=False),

@@ -10,7 +10,7 @@ from typing import Any
 
 from batchsvc.embedding import Embedder
 from batchsvc.errors import ConfigError, OptionError
-from batchsvc.plugin_options import read_options
+from batchsvc.plugins.options import read_options
 from batchsvc.storage import Storage
 
 BACKEND_GROUP = "batchsvc.backends"
@@ -51,7 +51,7 @@ def _build(group: str, kind: str, table: str, name: str, options: Mapping[str, A
 
 def _option_error(table: str, error: ValueError) -> ConfigError:
     """A plugin's refusal of its options, with the path of the option when it names one
-    (`OptionError`, from `batchsvc.plugin_options`), else of the table."""
+    (`OptionError`, from `batchsvc.plugins.options`), else of the table."""
     if isinstance(error, OptionError):
         return ConfigError(f"$.{table}.options.{error.option}: {error.problem}")
     return ConfigError(f"$.{table}.options: {error}")

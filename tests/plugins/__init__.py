@@ -1,0 +1,1 @@
+"""Tests of batchsvc/plugins/: finding plugins, reading their options, starting them."""
