@@ -157,3 +157,18 @@ class OptionError(ValueError):
         super().__init__(f"{option}: {problem}")
         self.option = option
         self.problem = problem
+
+
+__all__ = [
+    "ApiError",
+    "BackendError",
+    "CannotStart",
+    "ConfigError",
+    "CorruptBackendError",
+    "EmbeddingFailed",
+    "ErrorCode",
+    "FieldError",
+    "OptionError",
+    "TextChanged",
+    "TransientBackendError",
+]

@@ -1,4 +1,5 @@
-"""Listing pages, as every backend gives them out: the cursor, and the cut of a page.
+"""Listing pages, as every backend gives them out: the cursor, and the cut of a page. Public:
+a third-party backend cuts its pages with it.
 
 `MemoryOps.list` is newest first, by id. A page's cursor is the id of the last memory it gave
 out, and the next page holds the memories with smaller ids: ids sort by creation (see

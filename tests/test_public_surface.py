@@ -30,7 +30,15 @@ from batchsvc.plugins import BACKEND_GROUP, EMBEDDER_GROUP
 from tests.helpers.repository import ROOT
 
 #: The checkout: the nearest folder above this file with a pyproject.toml (tests may move).
-PUBLIC = ("batchsvc.storage", "batchsvc.embedding", "batchsvc.search", "batchsvc.testing")
+PUBLIC = (
+    "batchsvc.storage",
+    "batchsvc.embedding",
+    "batchsvc.errors",
+    "batchsvc.paging",
+    "batchsvc.plugins.options",
+    "batchsvc.search",
+    "batchsvc.testing",
+)
 TOOLKIT = ("batchsvc.search.lexical", "batchsvc.search.vectors", "batchsvc.search.ranking")
 #: A signature may use these modules' names without its contract re-exporting them.
 STANDARD = (builtins, typing, collections.abc, contextlib, types)

@@ -8,5 +8,5 @@ a batch without writing, `deadline` bounds each call by the batch's time-out, `e
 the vectors a batch needs in one embedder call, and `results` is what a batch reports.
 
 Internal: no stability promise. Backends and embedders import nothing from here; their public
-surface is `batchsvc.storage`, `batchsvc.embedding`, `batchsvc.search` and `batchsvc.testing`.
+surface is listed in `batchsvc`'s docstring.
 """

@@ -81,7 +81,7 @@ class BatchExecutor:
     @property
     def has_embedder(self) -> bool:
         """Whether semantic and hybrid search exist: an embedder, and a backend for vectors."""
-        return self.embedder is not None and self.storage.supports_vectors
+        return self._rt.embedder is not None
 
     def check_mode(self, operations: list[DecodedOperation]) -> list[DecodedOperation]:
         """Resolve each search's mode; without an embedder only lexical search exists."""
@@ -191,9 +191,9 @@ class BatchExecutor:
         )
         await scheduler.execute()
         if state.stopped_after is not None:
-            # Reads and searches run ahead of a failure that a sequential run would have
-            # stopped at (writes wait, see dependencies.py). They changed nothing, so they are
-            # reported as a sequential run reports them: skipped, after the first failure.
+            # Reads and searches run ahead of a failure that a sequential execution would
+            # have stopped at (writes wait, see dependencies.py). They changed nothing, so they are
+            # reported as a sequential execution reports them: skipped, after the first failure.
             for result in state.results[state.stopped_after + 1 :]:
                 if not (result.error and result.error.code is ErrorCode.TIMEOUT):
                     skip_after(result, state.stopped_after)

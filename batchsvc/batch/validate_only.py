@@ -109,7 +109,7 @@ class _Simulation:
             except DeadlineExpired:
                 raise OperationFailed(storage_too_slow()) from None
             except BackendError as error:
-                # As a run would answer: damaged data is no reason to retry.
+                # As an execution would answer: damaged data is no reason to retry.
                 raise OperationFailed(storage_failure(error, "read", index=index)) from None
         current = self.state[memory_id]
         if current is None:

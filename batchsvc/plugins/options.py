@@ -1,5 +1,6 @@
 """Plugin options: how a backend or an embedder reads its options table (`[storage.options]`,
-`[embedder.options]`), so that every plugin takes and refuses options alike.
+`[embedder.options]`), so that every plugin takes and refuses options alike. Public: a
+third-party plugin uses it too.
 
 A plugin declares its options, each an `Option`, and its `from_options` calls `read_options`,
 which returns the values with their defaults filled in, or raises `OptionError` (a ValueError)

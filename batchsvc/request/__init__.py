@@ -4,5 +4,5 @@
 operation types, and `fields` the strict checks both use, each failure naming its field.
 
 Internal: no stability promise. Backends and embedders import nothing from here; their public
-surface is `batchsvc.storage`, `batchsvc.embedding`, `batchsvc.search` and `batchsvc.testing`.
+surface is listed in `batchsvc`'s docstring.
 """

@@ -12,7 +12,7 @@ import pytest
 from batchsvc_backends.embedders.wordllama import WordLlamaEmbedder
 from batchsvc_backends.sqlite.store import SQLiteStore
 
-from batchsvc.batch import attempts as dispatch
+from batchsvc.batch import attempts
 from batchsvc.search.lexical import tokenize
 from batchsvc.storage import Vector
 from tests.helpers.faults import FaultyStorage
@@ -307,7 +307,7 @@ class TestAtomicAndWithoutEmbedder:
 
 class TestConcurrentTextChanges:
     """An update embeds the text it reads; if another batch changes the title or content before
-    the update lands, the backend refuses it and it is embedded again (`dispatch._update`)."""
+    the update lands, the backend refuses it and it is embedded again (`attempts._update`)."""
 
     async def race(
         self, service_factory: ServiceFactory, counting: CountingEmbedder
@@ -345,7 +345,7 @@ class TestConcurrentTextChanges:
         counting: CountingEmbedder,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        monkeypatch.setattr(dispatch, "TEXT_TRIES", 1)
+        monkeypatch.setattr(attempts, "TEXT_TRIES", 1)
         faulty, memory_id, responses = await self.race(service_factory, counting)
         assert [status for status, _ in responses] == [200, 200]
         memory = await faulty.store.get("acme", memory_id)

