@@ -32,6 +32,7 @@ from batchsvc.storage import (
     Vector,
     apply_in_order,
     refuse_changed_text,
+    refuse_other_tenant,
 )
 from batchsvc.storage_proxy import OpsProxy
 
@@ -231,8 +232,7 @@ class _TenantGuard(_Ops):
         self._tenant_name = tenant
 
     def _data(self, tenant: str) -> _Tenant:
-        if tenant != self._tenant_name:
-            raise ValueError("a transaction serves only the tenant it was opened for")
+        refuse_other_tenant(self._tenant_name, tenant)
         return super()._data(tenant)
 
 

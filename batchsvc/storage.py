@@ -288,7 +288,8 @@ class Storage(MemoryOps, Protocol):
     def transaction(self, tenant: str) -> AbstractAsyncContextManager[MemoryOps]:
         """All or nothing: changes made through the yielded ops commit when the block exits
         cleanly and are rolled back when it raises. Other callers never see them before the
-        commit. Raises NotImplementedError where `supports_transactions` is False."""
+        commit. Raises NotImplementedError where `supports_transactions` is False. The yielded
+        ops serve only `tenant` (`refuse_other_tenant`)."""
 
 
 #: A change's own faults: an `Outcome`, not a failure of `change_many` as a whole.
@@ -307,6 +308,13 @@ def refuse_changed_text(updated: Memory, vector: object, vector_text: str | None
         return
     if embedding_text(updated.title, updated.content) != vector_text:
         raise TextChanged(updated.id)
+
+
+def refuse_other_tenant(opened: str, tenant: str) -> None:
+    """The check of every operation of a transaction's ops: a transaction opened for `opened`
+    serves no other tenant (ValueError, a fault of the caller: nothing is written)."""
+    if tenant != opened:
+        raise ValueError("a transaction serves only the tenant it was opened for")
 
 
 def missed(outcome: Outcome) -> bool:
@@ -375,5 +383,6 @@ __all__ = [
     "matches",
     "missed",
     "refuse_changed_text",
+    "refuse_other_tenant",
     "unfinished_reembed",
 ]

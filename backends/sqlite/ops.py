@@ -26,6 +26,7 @@ from batchsvc.storage import (
     PlannedUpdate,
     ToCreate,
     Vector,
+    refuse_other_tenant,
 )
 
 from . import queries as q
@@ -173,8 +174,7 @@ class TransactionOps(Ops):
         self.staged: list[Change] = []
 
     def _check(self, tenant: str) -> None:
-        if tenant != self._tenant:
-            raise ValueError("a transaction serves only the tenant it was opened for")
+        refuse_other_tenant(self._tenant, tenant)
         if self.closed:
             raise BackendError("the transaction has ended")
 

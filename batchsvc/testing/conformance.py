@@ -344,6 +344,19 @@ class TransactionConformance(ConformanceBase):
             assert await tx.get(TENANT, memory.id) == memory
         assert await listed_ids(storage) == [memory.id]
 
+    async def test_a_transaction_serves_only_its_tenant(self, storage: Storage) -> None:
+        needs_transactions(storage)
+        theirs = await put(storage, "their memory", tenant=OTHER)
+        async with storage.transaction(TENANT) as tx:
+            with pytest.raises(ValueError, match="only the tenant it was opened for"):
+                await put(tx, "smuggled", tenant=OTHER)
+            with pytest.raises(ValueError, match="only the tenant it was opened for"):
+                await tx.get(OTHER, theirs.id)
+            with pytest.raises(ValueError, match="only the tenant it was opened for"):
+                await tx.delete(OTHER, theirs.id)
+        assert await storage.get(OTHER, theirs.id) == theirs
+        assert await listed_ids(storage, OTHER) == [theirs.id]
+
 
 class StorageConformance(
     CrudConformance,
