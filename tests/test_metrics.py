@@ -226,6 +226,68 @@ class TestCounts:
         assert requests_to(idle_scrape, "/api/v1/batch", 200) == 0
 
 
+class TestOperationLatency:
+    """`batchsvc_operation_duration_seconds`: each operation that ran, by type, backend and
+    status; an operation that never ran (skipped, or validate_only) is not observed."""
+
+    DURATION = "batchsvc_operation_duration_seconds"
+
+    def counts(self, scraped: Scrape) -> dict[tuple[str, str, str], float]:
+        return {
+            (labels["type"], labels["backend"], labels["status"]): scraped.value(
+                f"{self.DURATION}_count", **labels
+            )
+            for labels in scraped.labelled(f"{self.DURATION}_count")
+        }
+
+    async def test_every_operation_that_ran_is_observed_once(self, service: Service) -> None:
+        three = [CREATE, READ_MISSING, CREATE]
+        assert (await service.batch(three, {"continue_on_error": True}))[0] == 207
+        assert (await service.batch(three, {"atomic": True, "parallel": False}))[0] == 422
+        await service.batch([CREATE, {"type": "nope"}], {"validate_only": True})
+        status, _ = await service.call("POST", "/api/v1/memories", json={"content": "x"})
+        assert status == 201
+        scraped = await scrape(service)
+        assert self.counts(scraped) == {
+            ("create", "memory", "success"): 3,  # two of the first batch, the single create
+            ("read", "memory", "failed"): 2,
+            ("create", "memory", "rolled_back"): 1,  # ran, then undone: it has a latency
+        }  # the skipped create and the validate_only batch are absent
+        total = sum(self.counts(scraped).values())
+        assert scraped.value("batchsvc_operations_total", type="create", status="skipped") == 1
+        assert total == 6
+
+    async def test_buckets_resolve_the_in_memory_backends_microseconds(
+        self, service: Service
+    ) -> None:
+        await service.batch([READ_MISSING] * 20, {"continue_on_error": True})
+        scraped = await scrape(service)
+        labels = {"type": "read", "backend": "memory", "status": "failed"}
+        count = scraped.value(f"{self.DURATION}_count", **labels)
+        assert count == 20
+        # A read of the in-memory backend takes microseconds: most of them fall in a bucket of
+        # a millisecond or less, so the histogram tells them apart from a remote store's.
+        fast = scraped.value(f"{self.DURATION}_bucket", le="0.001", **labels)
+        assert fast >= 10, fast
+        assert 0 < scraped.value(f"{self.DURATION}_sum", **labels) < 20 * 0.1
+
+    async def test_a_bulk_call_gives_each_operation_a_share(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        faulty = FaultyStorage(bulk=True)
+        service = await service_factory(storage=faulty)
+        faulty.delay("create_many", 0.2)
+        assert (await service.batch([CREATE] * 4))[0] == 200
+        assert faulty.calls["create_many"] == 1
+        scraped = await scrape(service)
+        labels = {"type": "create", "backend": "memory", "status": "success"}
+        assert scraped.value(f"{self.DURATION}_count", **labels) == 4
+        # Four shares of one 0.2 s call: about 0.05 s each, summing to the call, not 4 x 0.2 s.
+        total = scraped.value(f"{self.DURATION}_sum", **labels)
+        assert 0.2 <= total < 0.6, total
+        assert scraped.value(f"{self.DURATION}_bucket", le="0.025", **labels) == 0
+
+
 class TestLabels:
     """Label values never come straight from the client."""
 

@@ -223,13 +223,28 @@ async def run_together(rt: Runtime, state: BatchState, index: int) -> bool:
     """Run the operation at `index` with the run it starts, if any, in one storage call;
     whether that settled it (if not, it runs on its own)."""
     if creates := run_of_creates(state, index):
-        return await _claimed(state, creates, _create_together(rt, state, creates))
+        return await _timed(rt, state, creates, _create_together(rt, state, creates))
     # Writes run in order unless parallel with continue_on_error: only then may a later
     # write of the run still wait for something before the run.
     in_order = state.stops_on_failure or not rt.runs_parallel(state)
     if changes := run_of_changes(state, index, in_order):
-        return await _claimed(state, changes, _change_together(rt, state, changes))
+        return await _timed(rt, state, changes, _change_together(rt, state, changes))
     return False
+
+
+async def _timed(
+    rt: Runtime, state: BatchState, indices: list[int], call: Coroutine[Any, Any, None]
+) -> bool:
+    """`_claimed`, and each operation the call settled gets an equal share of its time: the
+    latency per operation that a bulk call achieved (one not settled runs, and is timed, on
+    its own)."""
+    started = rt.clock()
+    settled = await _claimed(state, indices, call)
+    share = (rt.clock() - started) / len(indices)
+    for index in indices:
+        if index in state.settled:
+            state.results[index].seconds = share
+    return settled
 
 
 async def _claimed(state: BatchState, indices: list[int], call: Coroutine[Any, Any, None]) -> bool:

@@ -226,8 +226,11 @@ class BatchExecutor:
             skip_after(result, state.stopped_after)
             return
         state.started.add(index)
+        started = self._clock()
         if not await run_together(self._rt, state, index):
             await run_alone(self._rt, state, index)
+        if result.seconds is None:  # else a bulk call that settled it gave it its share
+            result.seconds = self._clock() - started
         if result.status == "failed":
             note_failure(state, index)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from attrs import define
+from attrs import define, field
 
 from batchsvc.batch.failures import OperationError, invalid
 from batchsvc.errors import FieldError
@@ -29,6 +29,9 @@ class OperationResult:
     error: OperationError | None = None
     # Calls made to storage for this operation: 0 when it never reached storage.
     attempts: int = 0
+    #: How long the operation ran, from its turn to its result (its share of a bulk call):
+    #: None when it never ran. For the metrics only, never in a response.
+    seconds: float | None = field(default=None, eq=False, repr=False)
 
     def succeed(self, result: dict[str, Any]) -> None:
         self.status, self.result, self.error = "success", result, None
