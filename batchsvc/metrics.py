@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Literal, TypeVar, cast
 
 from attrs import define, field
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from batchsvc import __version__
 from batchsvc.batch.results import BatchResult
+from batchsvc.errors import ErrorCode
 from batchsvc.request.operations import OPERATION_TYPES
 
 BatchOutcome = Literal["success", "partial", "atomic_failed", "validate_only", "error"]
@@ -32,6 +34,29 @@ BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 # milliseconds to seconds: buckets from 10 us to 10 s resolve both.
 OPERATION_BUCKETS = (0.00001, 0.000025, 0.00005, *STORAGE_BUCKETS)
 
+# Batches take from a millisecond (100 in-memory operations) to the 5-minute deadline cap.
+BATCH_DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+# Why an operation was skipped, from its error code: a bounded label.
+SKIP_REASONS = {ErrorCode.SKIPPED: "after_failure", ErrorCode.TIMEOUT: "deadline"}
+
 LabelledMetric = TypeVar("LabelledMetric", Counter, Histogram)
 
 
@@ -47,6 +72,8 @@ class Metrics:
     registry: CollectorRegistry = field(factory=_new_registry)
     #: The configured backend's name (`storage.backend`), a label of the operation latency.
     backend: str = "unknown"
+    #: The configured embedder's name (`embedder.name`), for `batchsvc_build_info`.
+    embedder: str = "unknown"
     http_requests: Counter = field(init=False)
     http_duration: Histogram = field(init=False)
     batches: Counter = field(init=False)
@@ -54,6 +81,12 @@ class Metrics:
     operations: Counter = field(init=False)
     operation_duration: Histogram = field(init=False)
     storage_duration: Histogram = field(init=False)
+    batch_duration: Histogram = field(init=False)
+    batches_in_flight: Gauge = field(init=False)
+    retries: Counter = field(init=False)
+    skipped: Counter = field(init=False)
+    rate_limited: Counter = field(init=False)
+    build_info: Gauge = field(init=False)
     # `labels()` costs about 2 us a call, several times the observation itself, and storage
     # calls and operations are counted per operation; every label is bounded, so is this.
     _children: dict[tuple[Counter | Histogram, tuple[str, ...]], Counter | Histogram] = field(
@@ -110,6 +143,47 @@ class Metrics:
             registry=registry,
         )
 
+        self._add_batch_metrics(registry)
+
+    def _add_batch_metrics(self, registry: CollectorRegistry) -> None:
+        self.batch_duration = Histogram(
+            "batchsvc_batch_duration_seconds",
+            "Time from a batch request's arrival to its result, POST /api/v1/batch only.",
+            buckets=BATCH_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.batches_in_flight = Gauge(
+            "batchsvc_batches_in_flight",
+            "Batches being executed now (POST /api/v1/batch).",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "batchsvc_operation_retries_total",
+            "Attempts after an operation's first (transient storage faults, time-outs), by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "batchsvc_operations_skipped_total",
+            "Operations not run, by reason: after_failure (the batch stopped at a failure) or "
+            "deadline (its timeout passed first).",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "batchsvc_rate_limited_requests_total",
+            "Requests refused with 429 by the rate limiter, by policy (batch or api).",
+            ["policy"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "batchsvc_build_info",
+            "Always 1; the labels say which version runs with which backend and embedder.",
+            ["version", "backend", "embedder"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__, self.backend, self.embedder).set(1)
+
     def _child(self, metric: LabelledMetric, *values: str) -> LabelledMetric:
         key = (metric, values)
         child = self._children.get(key)
@@ -124,7 +198,12 @@ class Metrics:
         self._child(self.http_duration, method, route).observe(seconds)
 
     def batch_finished(
-        self, result: BatchResult, *, validate_only: bool, single: bool = False
+        self,
+        result: BatchResult,
+        *,
+        validate_only: bool,
+        single: bool = False,
+        seconds: float | None = None,
     ) -> None:
         """The executor's outcome, reported by the handler that ran it.
 
@@ -135,6 +214,8 @@ class Metrics:
         if not single:
             self._child(self.batches, batch_outcome(result, validate_only)).inc()
             self.batch_operations.observe(len(result.operations))
+            if seconds is not None:
+                self.batch_duration.observe(seconds)
         if validate_only:
             return
         for op in result.operations:
@@ -143,12 +224,20 @@ class Metrics:
             if op.seconds is not None:
                 duration = self._child(self.operation_duration, kind, self.backend, op.status)
                 duration.observe(op.seconds)
+            if op.attempts > 1:
+                self._child(self.retries, kind).inc(op.attempts - 1)
+            if op.status == "skipped" and op.error is not None:
+                reason = SKIP_REASONS.get(op.error.code, "other")
+                self._child(self.skipped, reason).inc()
 
     def batch_errored(self, operations: int) -> None:
         """A batch that ran and failed as a whole, with no result per operation (an atomic
         batch whose commit failed: a 503)."""
         self._child(self.batches, "error").inc()
         self.batch_operations.observe(operations)
+
+    def request_rate_limited(self, policy: Literal["batch", "api"]) -> None:
+        self._child(self.rate_limited, policy).inc()
 
     def storage_call(self, method: str, outcome: StorageOutcome, seconds: float) -> None:
         self._child(self.storage_duration, method, outcome).observe(seconds)

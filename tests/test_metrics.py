@@ -12,6 +12,7 @@ from attrs import frozen
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+import batchsvc
 from batchsvc.errors import BackendError
 from batchsvc.metered_storage import MeteredStorage
 from batchsvc.metrics import Metrics
@@ -286,6 +287,79 @@ class TestOperationLatency:
         total = scraped.value(f"{self.DURATION}_sum", **labels)
         assert 0.2 <= total < 0.6, total
         assert scraped.value(f"{self.DURATION}_bucket", le="0.025", **labels) == 0
+
+
+class TestBatchAndServiceSeries:
+    """Batch duration and in-flight batches, retries, skips by reason, rate-limit refusals and
+    the build's identity: each moves by exactly what the requests did."""
+
+    async def test_build_info_names_the_version_backend_and_embedder(
+        self, service: Service
+    ) -> None:
+        scraped = await scrape(service)
+        labels = {"version": batchsvc.__version__, "backend": "memory", "embedder": "none"}
+        assert scraped.value("batchsvc_build_info", **labels) == 1
+        assert len(scraped.labelled("batchsvc_build_info")) == 1
+
+    async def test_retries_count_the_attempts_after_the_first(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty)
+        faulty.fail("create", times=2)
+        status, body = await service.batch([CREATE, CREATE], {"max_retries": 3})
+        assert status == 200, body
+        assert [op["attempts"] for op in body["data"]["operations"]] == [3, 1]
+        scraped = await scrape(service)
+        assert scraped.value("batchsvc_operation_retries_total", type="create") == 2
+
+    async def test_skips_are_counted_by_reason(self, service_factory: ServiceFactory) -> None:
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty)
+        # Stops at its first failure: the create after it is skipped.
+        assert (await service.batch([READ_MISSING, CREATE], {"parallel": False}))[0] == 207
+        # The first create outlives the deadline, so the second never starts.
+        faulty.delay("create", 0.5, times=1)
+        options = {"timeout": 100, "parallel": False, "continue_on_error": True}
+        status, body = await service.batch([CREATE, CREATE], options)
+        assert status == 207, body
+        assert [op["status"] for op in body["data"]["operations"]] == ["failed", "skipped"]
+        scraped = await scrape(service)
+        skipped = "batchsvc_operations_skipped_total"
+        assert scraped.value(skipped, reason="after_failure") == 1
+        assert scraped.value(skipped, reason="deadline") == 1
+
+    async def test_rate_limit_refusals_are_counted_by_policy(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        service = await service_factory(rate_limit={"batch_requests": 1, "other_requests": 1})
+        assert [(await service.batch([CREATE]))[0] for _ in range(3)] == [200, 429, 429]
+        assert [(await service.call("GET", "/api/v1/memories"))[0] for _ in range(2)] == [200, 429]
+        scraped = await scrape(service)
+        refused = "batchsvc_rate_limited_requests_total"
+        assert (scraped.value(refused, policy="batch"), scraped.value(refused, policy="api")) == (
+            2,
+            1,
+        )
+
+    async def test_batch_duration_and_batches_in_flight(
+        self, service_factory: ServiceFactory
+    ) -> None:
+        faulty = FaultyStorage()
+        service = await service_factory(storage=faulty)
+        faulty.delay("create", 0.3, times=1)
+        slow = asyncio.create_task(service.batch([CREATE]))
+        await asyncio.sleep(0.1)
+        during = await scrape(service)
+        assert (await slow)[0] == 200
+        status, _ = await service.call("POST", "/api/v1/memories", json={"content": "x"})
+        assert status == 201
+        after = await scrape(service)
+        assert during.value("batchsvc_batches_in_flight") == 1
+        assert after.value("batchsvc_batches_in_flight") == 0
+        # The batch only, not the single create; and it took the delay at least.
+        assert after.value("batchsvc_batch_duration_seconds_count") == 1
+        assert after.value("batchsvc_batch_duration_seconds_sum") >= 0.3
 
 
 class TestLabels:

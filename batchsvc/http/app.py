@@ -57,7 +57,7 @@ def create_app(
 ) -> web.Application:
     """Build the service. `storage` and `embedder` override the configured ones (tests wrap
     them); the app enters and leaves both."""
-    metrics = Metrics(backend=config.storage.backend)
+    metrics = Metrics(backend=config.storage.backend, embedder=config.embedder.name)
     backend = MeteredStorage(
         storage or load_backend(config.storage.backend, config.storage.options), metrics
     )

@@ -48,12 +48,20 @@ async def batch(request: web.Request) -> web.Response:
     )
     batch_id = batch_id_from_header(request.headers.get("X-Batch-Id"))
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
+    metrics = request.app[METRICS]
     try:
-        result = await executor.execute(request[TENANT], batch_request, batch_id, request[STARTED])
+        with metrics.batches_in_flight.track_inprogress():
+            result = await executor.execute(
+                request[TENANT], batch_request, batch_id, request[STARTED]
+            )
     except ApiError:
-        request.app[METRICS].batch_errored(len(batch_request.operations))
+        metrics.batch_errored(len(batch_request.operations))
         raise
-    request.app[METRICS].batch_finished(result, validate_only=batch_request.options.validate_only)
+    metrics.batch_finished(
+        result,
+        validate_only=batch_request.options.validate_only,
+        seconds=time.monotonic() - request[STARTED],
+    )
     data = result.to_json(_elapsed_ms(request))
     headers = {"X-Batch-Id": batch_id}
     if result.atomic_failed_index is not None:

@@ -131,6 +131,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     decision = request.app[RATE_LIMITER].hit(key.key_id, policy)
     request[RATE_HEADERS] = decision.headers()
     if not decision.allowed:
+        request.app[METRICS].request_rate_limited("batch" if is_batch else "api")
         raise ApiError(
             ErrorCode.RATE_LIMITED,
             f"rate limit exceeded: {policy.quota} requests per {policy.window_seconds} s",
