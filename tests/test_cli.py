@@ -139,7 +139,11 @@ class TestLogs:
             assert response.headers["X-Request-Id"] == "req-from-client"
         assert served_process.stop() == 0
         lines = served_process.log_lines()
-        logged = [line for line in lines if line.get("request_id") == "req-from-client"]
+        logged = [
+            line
+            for line in lines
+            if line.get("request_id") == "req-from-client" and line["event"] == "request"
+        ]
         assert len(logged) == 1
         entry = logged[0]
         assert entry["event"] == "request" and entry["status"] == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import structlog
@@ -57,11 +58,11 @@ async def batch(request: web.Request) -> web.Response:
     except ApiError:
         metrics.batch_errored(len(batch_request.operations))
         raise
+    seconds = time.monotonic() - request[STARTED]
     metrics.batch_finished(
-        result,
-        validate_only=batch_request.options.validate_only,
-        seconds=time.monotonic() - request[STARTED],
+        result, validate_only=batch_request.options.validate_only, seconds=seconds
     )
+    _log_batch(result, batch_request.options, config.storage.backend, seconds)
     data = result.to_json(_elapsed_ms(request))
     headers = {"X-Batch-Id": batch_id}
     if result.atomic_failed_index is not None:
@@ -72,6 +73,25 @@ async def batch(request: web.Request) -> web.Response:
         )
         return json_response({**error.envelope(), "data": data}, 422, headers)
     return success(data, 200 if result.all_succeeded else 207, headers)
+
+
+def _log_batch(result: BatchResult, options: BatchOptions, backend: str, seconds: float) -> None:
+    """One event per batch, and a warning per failed operation (its index, type and code).
+    The request's context (request, batch and key ids, tenant) is bound already; what the
+    memories hold (content, titles, metadata, queries) and error messages never go in."""
+    for op in result.operations:
+        if op.status == "failed" and op.error is not None:
+            log.warning("operation_failed", index=op.index, type=op.type, code=op.error.code.value)
+    log.info(
+        "batch",
+        backend=backend,
+        operations=len(result.operations),
+        statuses=dict(Counter(op.status for op in result.operations)),
+        types=dict(Counter(str(op.type) for op in result.operations)),
+        validate_only=options.validate_only,
+        atomic=options.atomic,
+        duration_ms=round(seconds * 1000, 2),
+    )
 
 
 async def _one(request: web.Request, raw_op: dict[str, Any], status: int = 200) -> web.Response:
