@@ -125,9 +125,9 @@ class BatchExecutor:
             )
             return BatchResult(batch_id, results)
         vectors = BatchVectors()
-        if self.embedder is not None and self.has_embedder:
+        if self._rt.embedder is not None:  # semantic search is on
             vectors = await embed_batch(
-                self.embedder, request.operations, self._loop_time(deadline)
+                self._rt.embedder, request.operations, self._loop_time(deadline)
             )
         if request.options.atomic:
             return await self._run_atomic(tenant, request, batch_id, deadline, vectors)

@@ -35,10 +35,6 @@ log = structlog.get_logger("batchsvc.http")
 MEMORY_PATH = "/api/v1/memories/{id:(?!search$)[^/]+}"
 
 
-def _elapsed_ms(request: web.Request) -> int:
-    return int((time.monotonic() - request[STARTED]) * 1000)
-
-
 @routes.post("/api/v1/batch")
 async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
@@ -63,7 +59,7 @@ async def batch(request: web.Request) -> web.Response:
         result, validate_only=batch_request.options.validate_only, seconds=seconds
     )
     _log_batch(result, batch_request.options, config.storage.backend, seconds)
-    data = result.to_json(_elapsed_ms(request))
+    data = result.to_json(int(seconds * 1000))
     headers = {"X-Batch-Id": batch_id}
     if result.atomic_failed_index is not None:
         error = ApiError(
