@@ -4,8 +4,6 @@ shows after real batches, and `MeteredStorage`, which times storage calls and ch
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 
 import pytest
 from attrs import frozen
@@ -19,6 +17,7 @@ from batchsvc.metrics import Metrics
 from batchsvc.storage import CreatesMany
 from batchsvc.testing._base import TENANT, make_memory
 from tests.helpers.faults import FaultyStorage
+from tests.helpers.promtool import promtool
 from tests.helpers.responses import MISSING
 from tests.helpers.service import Service, ServiceFactory
 
@@ -84,16 +83,11 @@ class TestExposition:
         assert status == 200
 
     async def test_promtool_accepts_the_exposition(self, service: Service) -> None:
-        promtool = shutil.which("promtool")
-        if promtool is None:
-            # .ci/run installs it, so in CI a missing promtool is a broken install, not a skip.
-            if os.environ.get("CI"):
-                pytest.fail("promtool is not installed (Debian package: prometheus)")
-            pytest.skip("promtool is not installed")
+        checker = promtool()
         await service.batch([CREATE, READ_MISSING], {"continue_on_error": True})
         text = await (await service.client.get("/metrics")).text()
         process = await asyncio.create_subprocess_exec(
-            promtool,
+            checker,
             "check",
             "metrics",
             stdin=asyncio.subprocess.PIPE,

@@ -4,33 +4,21 @@ quiet where it should not), and every series the rules read is one the service e
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from batchsvc.metrics import Metrics
+from tests.helpers.promtool import promtool
 from tests.helpers.repository import ROOT
 
 FOLDER = ROOT / "config" / "prometheus"
 
 
-def _promtool() -> str:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        # .ci/run installs it, so in CI a missing promtool is a broken install, not a skip.
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (Debian package: prometheus)")
-        pytest.skip("promtool is not installed")
-    return promtool
-
-
 def _run(*args: str) -> str:
     done = subprocess.run(
-        [_promtool(), *args], cwd=FOLDER, capture_output=True, text=True, timeout=120
+        [promtool(), *args], cwd=FOLDER, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

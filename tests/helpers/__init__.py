@@ -8,5 +8,6 @@
 - faults: `FaultyStorage`, a real in-memory store that fails, stalls and counts on cue.
 - sqlite, embedders, search: small tools for the backend, embedder and search tests.
 - retrieval_set: the memories and queries of the retrieval-quality test.
+- promtool: Prometheus' checker, or a skip (a failure in CI) where it is missing.
 - repository: the root folder, for tests that read the repository's own files.
 """
