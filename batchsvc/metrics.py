@@ -143,9 +143,11 @@ class Metrics:
             registry=registry,
         )
 
-        self._add_batch_metrics(registry)
+        self._add_operator_metrics(registry)
 
-    def _add_batch_metrics(self, registry: CollectorRegistry) -> None:
+    def _add_operator_metrics(self, registry: CollectorRegistry) -> None:
+        """What operators watch beyond counts: batch duration and concurrency, retries, skips,
+        rate-limit refusals and the build (issue 11)."""
         self.batch_duration = Histogram(
             "batchsvc_batch_duration_seconds",
             "Time from a batch request's arrival to its result, POST /api/v1/batch only.",
